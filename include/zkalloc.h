@@ -1,0 +1,205 @@
+/*
+ * zkalloc: resident phase memory for jemalloc-based zero-knowledge provers.
+ *
+ * A prover allocates gigabytes of large vectors per proof and frees them at the
+ * end. jemalloc hands blocks >= 8 MiB back to the kernel, so every proof pays
+ * its page faults again. zkalloc serves the large allocations made during a
+ * "phase" (one proof) from per-thread jemalloc arenas whose extents come from
+ * one reserved MAP_NORESERVE region; zk_begin_phase() discards those arenas
+ * wholesale and rewinds their slabs, so the next proof reuses the same
+ * resident pages.
+ *
+ * The path of an allocation:
+ *   zk_malloc & co -> routing decision -> je_mallocx(MALLOCX_ARENA(phase))
+ *   -> extent hook -> bump slab -> reserved region (never returned to the OS).
+ *
+ * Phase contract:
+ *   1. Memory allocated in phase N (any pointer for which zk_owns() is true)
+ *      must not be used, freed or reallocated after zk_begin_phase() starts
+ *      phase N+1. zk_end_phase() does not invalidate it.
+ *   2. zk_begin_phase() must not run while another thread allocates, frees or
+ *      reallocates phase memory.
+ *   3. Only one phase is active at a time in a process (no nesting; a second
+ *      zk_begin_phase() returns EBUSY and changes nothing).
+ *
+ * Everything is thread-safe unless a line says otherwise. Nothing here
+ * aborts: when phase memory cannot serve a request (region not reserved, slab
+ * exhausted, more threads than slabs, arena creation failed) the request is
+ * served by ordinary jemalloc and counted as overflow.
+ */
+#ifndef ZKALLOC_H
+#define ZKALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ZK_BUILDING_LIBRARY)
+#define ZK_API __attribute__((visibility("default")))
+#else
+#define ZK_API
+#endif
+
+#define ZK_VERSION_MAJOR 0
+#define ZK_VERSION_MINOR 1
+#define ZK_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- phases */
+
+/* Start a phase. Destroys every phase arena of earlier phases, rewinds their
+ * slabs (pages stay resident), returns slabs of exited threads to the pool and
+ * advances the epoch. Returns 0, or EBUSY if a phase is already active (then
+ * nothing changes). Reserves the region on first call; if that fails a single
+ * warning is printed and the phase still starts, served by plain jemalloc. */
+ZK_API int zk_begin_phase(void);
+
+/* End the active phase. Idempotent; always returns 0. Phase memory stays
+ * valid (and may be freed) until the next zk_begin_phase(). */
+ZK_API int zk_end_phase(void);
+
+/* True between zk_begin_phase() and zk_end_phase(). */
+ZK_API bool zk_phase_active(void);
+
+/* Number of phases begun so far in this process (0 before the first). */
+ZK_API uint64_t zk_phase_epoch(void);
+
+/* Scope form: ZK_PHASE { ... } begins a phase on entry and ends it on every
+ * way out of the block (end, break, return, goto). Inside the block the int
+ * zk_phase_rc holds zk_begin_phase()'s result; if it is not 0 (EBUSY: a phase
+ * was already active) the block still runs, inside the phase already active,
+ * and that phase is not ended on exit. `break` leaves the phase block. */
+static inline void zk__phase_scope_end(int *rc)
+{
+	if (*rc == 0)
+		zk_end_phase();
+}
+#define ZK__CAT2(a, b) a##b
+#define ZK__CAT(a, b) ZK__CAT2(a, b)
+#define ZK_PHASE                                                               \
+	for (int zk_phase_rc __attribute__((cleanup(zk__phase_scope_end))) =   \
+		 zk_begin_phase(),                                             \
+		 ZK__CAT(zk__once_, __LINE__) = 1;                             \
+	     ZK__CAT(zk__once_, __LINE__); ZK__CAT(zk__once_, __LINE__) = 0)
+
+/* ------------------------------------------------------------ allocation */
+
+/* malloc(3) semantics; size 0 returns a unique pointer. In a phase, sizes >=
+ * zk.opt.min_bytes come from this thread's phase arena. NULL + ENOMEM only
+ * when plain jemalloc fails too. */
+ZK_API void *zk_malloc(size_t size);
+
+/* calloc(3): zeroed memory; n * size overflow returns NULL with ENOMEM. Fresh
+ * slab pages are known zero and are not cleared again. */
+ZK_API void *zk_calloc(size_t n, size_t size);
+
+/* realloc(3), sticky: a phase pointer stays in its own slab's arena (unless
+ * that slab is exhausted: then it moves to ordinary memory, counted as
+ * overflow); any other pointer stays in ordinary memory, except that with
+ * ZK_ALLOC_PROMOTE_BYTES set, growing it inside a phase to at least that many
+ * bytes moves it into the phase arena. p == NULL is zk_malloc(size);
+ * size == 0 frees p and returns NULL (glibc). On failure p is untouched. */
+ZK_API void *zk_realloc(void *p, size_t size);
+
+/* free(3) of anything zk_* or jemalloc returned. NULL is a no-op. A pointer
+ * neither returned has undefined behaviour, as with free(3). */
+ZK_API void zk_free(void *p);
+
+/* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL).
+ * Alignments up to the slab size are honoured for phase memory. */
+ZK_API void *zk_aligned_alloc(size_t alignment, size_t size);
+
+/* posix_memalign(3): EINVAL (and *out untouched) unless alignment is a power
+ * of two multiple of sizeof(void *); ENOMEM on failure; 0 on success. */
+ZK_API int zk_posix_memalign(void **out, size_t alignment, size_t size);
+
+/* Usable size of a live block (0 for NULL). */
+ZK_API size_t zk_malloc_usable_size(const void *p);
+
+/* jemalloc-style entry points taking MALLOCX_* flags (alignment, zero,
+ * tcache). An explicit MALLOCX_ARENA(i) in flags is honoured as is and
+ * bypasses routing. Same routing as zk_malloc / zk_realloc / zk_free. */
+ZK_API void *zk_mallocx(size_t size, int flags);
+ZK_API void *zk_rallocx(void *p, size_t size, int flags);
+ZK_API void zk_dallocx(void *p, int flags);
+
+/* True iff p lies in zkalloc's phase region (an address test, ~1 ns). A
+ * phase pointer is only valid until the next zk_begin_phase(). */
+ZK_API bool zk_owns(const void *p);
+
+/* Opt-in for code that calls je_mallocx itself: the flags that put a
+ * je_mallocx call into this thread's phase arena
+ * (MALLOCX_ARENA(i) | MALLOCX_TCACHE_NONE), or 0 when no phase is active or
+ * no slab/arena is available. Creates the arena on first use in a phase.
+ * Free such blocks with zk_free() or je_dallocx(p, MALLOCX_TCACHE_NONE).
+ * A NULL from je_mallocx with these flags means the slab is exhausted: the
+ * caller must fall back (e.g. to zk_mallocx). */
+ZK_API int zk_arena_flags(void);
+
+/* ------------------------------------------------------- control, stats */
+
+/* mallctl(3)-style control. Names under "zk." are zkalloc's; every other name
+ * is passed to je_mallctl, so all of a prover's mallctl calls may go through
+ * here. Returns 0, ENOENT (unknown name), EINVAL (bad buffer or length),
+ * EPERM (write to a read-only name), EBUSY (zk.phase.begin during a phase),
+ * EFAULT (NULL name). Reads copy into *oldp when *oldlenp equals the value's
+ * size exactly (else EINVAL, nothing written). Names:
+ *   zk.phase.begin, zk.phase.end       void: no old, no new
+ *   zk.phase.active                    bool            read-only
+ *   zk.phase.epoch                     uint64_t        read-only
+ *   zk.thread.arena_flags              int             read-only (zk_arena_flags)
+ *   zk.opt.slab_size                   size_t          read-only
+ *   zk.opt.nslabs                      unsigned        read-only
+ *   zk.opt.min_bytes                   size_t          read-only
+ *   zk.opt.promote_bytes               size_t          read-only
+ *   zk.opt.thp                         const char *    read-only
+ *   zk.opt.small                       const char *    read-only
+ *   zk.stats.overflow_count            uint64_t        read-only
+ *   zk.stats.overflow_bytes            uint64_t        read-only
+ *   zk.stats.resident_bytes            size_t          read-only
+ *   zk.stats.slabs_in_use              unsigned        read-only */
+ZK_API int zk_mallctl(const char *name, void *oldp, size_t *oldlenp,
+		      void *newp, size_t newlen);
+
+#define ZK_STATS_VERSION 1
+
+/* A snapshot of zkalloc's counters. Set .size = sizeof(zk_stats_t) before
+ * calling zk_stats_get(); fields are only ever appended, so an older caller's
+ * smaller struct is filled up to its size. */
+typedef struct zk_stats {
+	size_t size;       /* in: sizeof the caller's struct */
+	uint32_t version;  /* out: ZK_STATS_VERSION of the library */
+	bool region_reserved; /* the phase region could be reserved */
+	bool phase_active;
+	uint64_t epoch;    /* phases begun */
+	size_t slab_size;  /* bytes per slab */
+	unsigned nslabs;   /* slabs in the region */
+	unsigned slabs_in_use; /* slabs held by live threads */
+	size_t resident_bytes; /* sum over slabs of the highest byte ever handed
+				  to jemalloc: an upper bound on resident slab
+				  memory, which is never returned to the OS */
+	size_t max_slab_high_water; /* the largest single slab's high-water
+				       mark: slab_size must exceed this */
+	size_t phase_bytes; /* bytes bumped from slabs in the current phase */
+	uint64_t overflow_count; /* in-phase large requests plain jemalloc
+				    served instead */
+	uint64_t overflow_bytes;
+	uint64_t arenas_created;   /* phase arenas created, all phases */
+	uint64_t arenas_destroyed; /* phase arenas destroyed by begin_phase */
+	uint64_t hook_zeroed_bytes; /* recycled bytes the hooks cleared */
+	size_t small_resident_bytes; /* ZK_ALLOC_SMALL=resident: high-water sum */
+	uint64_t small_overflow_count; /* small requests its arenas refused */
+} zk_stats_t;
+
+/* Fill *out (up to out->size bytes). Returns 0, or EINVAL if out is NULL or
+ * out->size is smaller than the size and version fields. */
+ZK_API int zk_stats_get(zk_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZKALLOC_H */

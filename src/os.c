@@ -1,0 +1,77 @@
+/* The OS layer for Linux: mmap, madvise, CPU count, stderr. */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int zk_os_reserve(size_t size, size_t align, void **out)
+{
+	/* Over-reserve by align and trim both ends, so the start is aligned
+	 * and nothing outside [start, start + size) stays mapped. */
+	size_t total = size + align;
+	if (total < size)
+		return ENOMEM;
+	void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return errno;
+	uintptr_t raw = (uintptr_t)p;
+	uintptr_t start = (raw + align - 1) & ~(uintptr_t)(align - 1);
+	size_t head = start - raw;
+	size_t tail = total - head - size;
+	if (head != 0)
+		munmap(p, head);
+	if (tail != 0)
+		munmap((void *)(start + size), tail);
+	*out = (void *)start;
+	return 0;
+}
+
+int zk_os_release(void *addr, size_t size)
+{
+	return munmap(addr, size) == 0 ? 0 : errno;
+}
+
+int zk_os_advise_thp(void *addr, size_t size, bool huge)
+{
+	return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0
+		       ? 0
+		       : errno;
+}
+
+size_t zk_os_page_size(void)
+{
+	static size_t page;
+	if (page == 0)
+		page = (size_t)sysconf(_SC_PAGESIZE);
+	return page;
+}
+
+unsigned zk_os_ncpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+		int n = CPU_COUNT(&set);
+		if (n > 0)
+			return (unsigned)n;
+	}
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+void zk_os_warn(const char *msg, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(STDERR_FILENO, msg, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		msg += w;
+		len -= (size_t)w;
+	}
+}

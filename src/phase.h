@@ -1,0 +1,90 @@
+/*
+ * Phases: the process-wide epoch, the slab pool, per-thread phase arenas and
+ * their lifecycle (lazy arenas.create, arena.<i>.destroy + rewind at the next
+ * zk_begin_phase, slabs of exited threads back to the pool, fork).
+ */
+#ifndef ZK_PHASE_H
+#define ZK_PHASE_H
+
+#include "options.h"
+#include "slab.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Process-wide state. Written by zk_init (once), zk_begin_phase and the
+ * per-thread slow paths, all under .lock, except the atomics, which the
+ * allocation fast path reads without it. */
+typedef struct zk_global {
+	_Atomic bool active;     /* a phase is active */
+	_Atomic uint64_t epoch;  /* phases begun; bumped by zk_begin_phase */
+	uint64_t opt[ZK_OPT__COUNT]; /* options, read once by zk_init */
+	/* Copies of options the fast path reads (constant after zk_init). */
+	size_t min_bytes;
+	size_t promote_bytes;
+	bool small_resident;
+	zk_region_t region;      /* phase slabs; base NULL if not reserved */
+	zk_region_t small;       /* ZK_ALLOC_SMALL=resident slabs */
+	bool region_tried;       /* reservation attempted (warned on failure) */
+	pthread_mutex_t lock;
+	pthread_key_t exit_key;  /* its destructor hands the thread's slabs back */
+	_Atomic uint64_t overflow_count, overflow_bytes;
+	_Atomic uint64_t small_overflow_count;
+	_Atomic uint64_t arenas_created, arenas_destroyed;
+} zk_global_t;
+
+extern zk_global_t zk_g;
+
+/* Per-thread routing cache: valid while .epoch equals zk_g.epoch. */
+typedef struct zk_tls {
+	uint64_t epoch;     /* phase epoch the flags below belong to */
+	int flags;          /* MALLOCX_ARENA|TCACHE_NONE of the phase arena,
+			       or 0: no phase memory for this thread now */
+	zk_slab_t *slab;    /* phase slab this thread holds, or NULL */
+	uint64_t small_epoch; /* epoch the small flags were looked up in */
+	int small_flags;    /* MALLOCX_ARENA of the resident small arena, or 0 */
+	zk_slab_t *small_slab;
+} zk_tls_t;
+
+extern __thread zk_tls_t zk_tls __attribute__((tls_model("initial-exec")));
+
+/* Read options and set up locks, the thread-exit key and fork handlers.
+ * Idempotent and cheap after the first call. */
+void zk_init(void);
+
+/* Slow paths of the two lookups below (take the lock, may create an arena). */
+int zk_phase_flags_slow(uint64_t epoch);
+int zk_small_flags_slow(uint64_t epoch);
+
+/* Flags that put a je_mallocx call into this thread's phase arena, or 0. */
+static inline int zk_phase_flags(void)
+{
+	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_acquire);
+	if (__builtin_expect(zk_tls.epoch == e, 1))
+		return zk_tls.flags;
+	return zk_phase_flags_slow(e);
+}
+
+/* Flags for this thread's resident small arena, or 0. */
+static inline int zk_small_flags(void)
+{
+	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_acquire);
+	if (__builtin_expect(zk_tls.small_epoch == e, 1))
+		return zk_tls.small_flags;
+	return zk_small_flags_slow(e);
+}
+
+/* Count a request that phase memory could not serve. */
+static inline void zk_count_overflow(size_t size)
+{
+	atomic_fetch_add_explicit(&zk_g.overflow_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&zk_g.overflow_bytes, size,
+				  memory_order_relaxed);
+}
+
+/* Slabs currently held by live threads (takes the lock). */
+unsigned zk_phase_slabs_in_use(void);
+
+#endif

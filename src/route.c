@@ -1,0 +1,241 @@
+/*
+ * The routing wrapper and the zk_* allocation entry points. Every
+ * allocation goes through route_alloc(); every phase free through
+ * free_phase(). Outside a phase the cost over jemalloc is one relaxed load.
+ */
+#include "phase.h"
+
+#include <zkalloc.h>
+
+#include <errno.h>
+#include <string.h>
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* MALLOCX_* flag fields (jemalloc.h): lg_align 0-5, zero 6, tcache 8-19,
+ * arena 20-31. */
+#define FLAG_ARENA_MASK ((int)0xfff00000u)
+#define FLAG_TCACHE_MASK ((int)0x000fff00)
+
+/* Flags for a call into a phase arena: the caller's alignment and zeroing,
+ * never a thread cache (caches outlive arena destruction). */
+static inline int phase_call_flags(int caller, int arena_flags)
+{
+	return (caller & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK)) | arena_flags;
+}
+
+static void *alloc_in_phase(size_t size, int flags)
+{
+	if (size >= zk_g.min_bytes) {
+		int af = zk_phase_flags();
+		if (af != 0) {
+			void *p = je_mallocx(size, phase_call_flags(flags, af));
+			if (likely(p != NULL))
+				return p;
+		}
+		zk_count_overflow(size);
+	} else if (zk_g.small_resident) {
+		int sf = zk_small_flags();
+		if (sf != 0) {
+			void *p = je_mallocx(size, flags | sf);
+			if (likely(p != NULL))
+				return p;
+		}
+		atomic_fetch_add_explicit(&zk_g.small_overflow_count, 1,
+					  memory_order_relaxed);
+	}
+	return je_mallocx(size, flags);
+}
+
+/* The one routing decision. size > 0. */
+static inline void *route_alloc(size_t size, int flags)
+{
+	void *p;
+	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)) ||
+	    (flags & FLAG_ARENA_MASK) != 0)
+		p = je_mallocx(size, flags);
+	else
+		p = alloc_in_phase(size, flags);
+	if (unlikely(p == NULL))
+		errno = ENOMEM; /* mallocx does not set it */
+	return p;
+}
+
+static inline void free_phase(void *p)
+{
+	/* Really free, bypassing the thread cache: the block is reused within
+	 * the phase, and no cache holds it when its arena is destroyed. */
+	je_dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
+bool zk_owns(const void *p)
+{
+	return zk_region_slab_of(&zk_g.region, p) != NULL;
+}
+
+void *zk_malloc(size_t size)
+{
+	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)))
+		return je_malloc(size); /* jemalloc's own fast path */
+	return route_alloc(size ? size : 1, 0);
+}
+
+void *zk_mallocx(size_t size, int flags)
+{
+	return route_alloc(size ? size : 1, flags);
+}
+
+void *zk_calloc(size_t n, size_t size)
+{
+	size_t total;
+	if (unlikely(__builtin_mul_overflow(n, size, &total))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)))
+		return je_calloc(1, total ? total : 1);
+	return route_alloc(total ? total : 1, MALLOCX_ZERO);
+}
+
+void zk_free(void *p)
+{
+	if (unlikely(zk_owns(p)))
+		free_phase(p);
+	else
+		je_free(p);
+}
+
+void zk_dallocx(void *p, int flags)
+{
+	if (p == NULL)
+		return;
+	if (unlikely(zk_owns(p)))
+		free_phase(p);
+	else
+		je_dallocx(p, flags);
+}
+
+static inline bool is_pow2(size_t a)
+{
+	return a != 0 && (a & (a - 1)) == 0;
+}
+
+void *zk_aligned_alloc(size_t alignment, size_t size)
+{
+	if (!is_pow2(alignment)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return route_alloc(size ? size : 1,
+			   MALLOCX_LG_ALIGN(__builtin_ctzll(alignment)));
+}
+
+int zk_posix_memalign(void **out, size_t alignment, size_t size)
+{
+	if (!is_pow2(alignment) || alignment % sizeof(void *) != 0)
+		return EINVAL;
+	int saved = errno;
+	void *p = zk_aligned_alloc(alignment, size);
+	if (p == NULL)
+		return ENOMEM;
+	errno = saved;
+	*out = p;
+	return 0;
+}
+
+size_t zk_malloc_usable_size(const void *p)
+{
+	return p == NULL ? 0 : je_malloc_usable_size((void *)p);
+}
+
+/* A phase block stays in its own slab's arena; only if that slab is full
+ * does it move to ordinary memory (counted as overflow). */
+static void *realloc_phase(zk_slab_t *s, void *p, size_t size, int flags)
+{
+	int af = MALLOCX_ARENA(s->arena_ind) | MALLOCX_TCACHE_NONE;
+	void *q = je_rallocx(p, size, phase_call_flags(flags, af));
+	if (likely(q != NULL))
+		return q;
+	size_t old = je_sallocx(p, 0);
+	q = je_mallocx(size, flags & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK));
+	if (q == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(q, p, old < size ? old : size);
+	free_phase(p);
+	zk_count_overflow(size);
+	return q;
+}
+
+/* ZK_ALLOC_PROMOTE_BYTES: move a growing ordinary block into the phase.
+ * Returns NULL when promotion does not apply or phase memory is full. */
+static void *promote(void *p, size_t size, int flags)
+{
+	size_t old = je_sallocx(p, 0);
+	if (size <= old)
+		return NULL;
+	int af = zk_phase_flags();
+	void *q = af ? je_mallocx(size, phase_call_flags(flags, af)) : NULL;
+	if (q == NULL) {
+		zk_count_overflow(size);
+		return NULL;
+	}
+	memcpy(q, p, old);
+	je_free(p);
+	return q;
+}
+
+static inline bool wants_promotion(size_t size, int flags)
+{
+	return unlikely(zk_g.promote_bytes != 0) && size >= zk_g.promote_bytes &&
+	       size >= zk_g.min_bytes && (flags & FLAG_ARENA_MASK) == 0 &&
+	       atomic_load_explicit(&zk_g.active, memory_order_relaxed);
+}
+
+void *zk_rallocx(void *p, size_t size, int flags)
+{
+	if (p == NULL)
+		return zk_mallocx(size, flags);
+	if (size == 0)
+		size = 1;
+	zk_slab_t *s = zk_region_slab_of(&zk_g.region, p);
+	if (unlikely(s != NULL))
+		return realloc_phase(s, p, size, flags);
+	if (wants_promotion(size, flags)) {
+		void *q = promote(p, size, flags);
+		if (q != NULL)
+			return q;
+	}
+	void *q = je_rallocx(p, size, flags);
+	if (q == NULL)
+		errno = ENOMEM;
+	return q;
+}
+
+void *zk_realloc(void *p, size_t size)
+{
+	if (p == NULL)
+		return zk_malloc(size);
+	if (size == 0) {
+		zk_free(p);
+		return NULL;
+	}
+	zk_slab_t *s = zk_region_slab_of(&zk_g.region, p);
+	if (unlikely(s != NULL))
+		return realloc_phase(s, p, size, 0);
+	if (wants_promotion(size, 0)) {
+		void *q = promote(p, size, 0);
+		if (q != NULL)
+			return q;
+	}
+	return je_realloc(p, size);
+}
+
+int zk_arena_flags(void)
+{
+	if (!atomic_load_explicit(&zk_g.active, memory_order_relaxed))
+		return 0;
+	return zk_phase_flags();
+}

@@ -1,0 +1,88 @@
+/* Region reservation and the per-slab bump pointer. */
+#include "slab.h"
+
+#include "hooks.h"
+#include "os.h"
+
+#include <errno.h>
+#include <string.h>
+
+int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
+		   bool thp_always, bool rewindable)
+{
+	memset(r, 0, sizeof(*r));
+	if (nslabs == 0 || slab_size == 0 || slab_size % ZK_SLAB_ALIGN != 0 ||
+	    slab_size > SIZE_MAX / nslabs)
+		return EINVAL;
+	size_t total = slab_size * nslabs;
+	size_t table = sizeof(zk_slab_t) * nslabs;
+	void *base, *slabs;
+	int err = zk_os_reserve(total, ZK_SLAB_ALIGN, &base);
+	if (err != 0)
+		return err;
+	err = zk_os_reserve(table, zk_os_page_size(), &slabs);
+	if (err != 0) {
+		zk_os_release(base, total);
+		return err;
+	}
+	/* Advice is a preference: a kernel without THP refuses it harmlessly. */
+	(void)zk_os_advise_thp(base, total, thp_always);
+	r->base = base;
+	r->slab_size = slab_size;
+	r->nslabs = nslabs;
+	r->total = total;
+	r->slabs = slabs;
+	for (unsigned i = 0; i < nslabs; i++) {
+		zk_slab_t *s = &r->slabs[i];
+		zk_hooks_init(&s->hooks);
+		s->base = r->base + (size_t)i * slab_size;
+		s->size = slab_size;
+		atomic_init(&s->bump, 0);
+		s->dirty_end = 0;
+		s->rewindable = rewindable;
+		s->state = ZK_SLAB_FREE;
+	}
+	return 0;
+}
+
+void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
+		   size_t *recycled)
+{
+	size_t cur = atomic_load_explicit(&s->bump, memory_order_relaxed);
+	size_t start, end;
+	do {
+		if (want != NULL) {
+			/* In-place extension: only the byte right at the bump
+			 * pointer can be handed out. */
+			if ((char *)want != s->base + cur)
+				return NULL;
+			start = cur;
+		} else {
+			uintptr_t a = ((uintptr_t)s->base + cur + align - 1) &
+				      ~(uintptr_t)(align - 1);
+			start = a - (uintptr_t)s->base;
+		}
+		if (start < cur || start > s->size || size > s->size - start)
+			return NULL;
+		end = start + size;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &s->bump, &cur, end, memory_order_relaxed, memory_order_relaxed));
+	*recycled = start >= s->dirty_end ? 0
+		    : end <= s->dirty_end ? size
+					  : s->dirty_end - start;
+	return s->base + start;
+}
+
+void zk_slab_rewind(zk_slab_t *s)
+{
+	size_t used = atomic_load_explicit(&s->bump, memory_order_relaxed);
+	if (used > s->dirty_end)
+		s->dirty_end = used;
+	atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+}
+
+size_t zk_slab_high_water(const zk_slab_t *s)
+{
+	size_t used = atomic_load_explicit(&s->bump, memory_order_relaxed);
+	return used > s->dirty_end ? used : s->dirty_end;
+}
