@@ -2,6 +2,11 @@
  * The routing wrapper and the zk_* allocation entry points. Every
  * allocation goes through route_alloc(); every phase free through
  * free_phase(). Outside a phase the cost over jemalloc is one relaxed load.
+ *
+ * Only jemalloc's *allocx API is called, never je_malloc/je_free: with an
+ * unprefixed jemalloc those names are the process's malloc, which a
+ * sanitizer, another preloaded allocator or zkalloc's own drop-in library
+ * may have replaced. mallocx/dallocx always reach jemalloc.
  */
 #include "phase.h"
 
@@ -76,8 +81,6 @@ bool zk_owns(const void *p)
 
 void *zk_malloc(size_t size)
 {
-	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)))
-		return je_malloc(size); /* jemalloc's own fast path */
 	return route_alloc(size ? size : 1, 0);
 }
 
@@ -93,27 +96,20 @@ void *zk_calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)))
-		return je_calloc(1, total ? total : 1);
 	return route_alloc(total ? total : 1, MALLOCX_ZERO);
-}
-
-void zk_free(void *p)
-{
-	if (unlikely(zk_owns(p)))
-		free_phase(p);
-	else
-		je_free(p);
 }
 
 void zk_dallocx(void *p, int flags)
 {
-	if (p == NULL)
-		return;
 	if (unlikely(zk_owns(p)))
 		free_phase(p);
-	else
+	else if (likely(p != NULL))
 		je_dallocx(p, flags);
+}
+
+void zk_free(void *p)
+{
+	zk_dallocx(p, 0);
 }
 
 static inline bool is_pow2(size_t a)
@@ -146,7 +142,7 @@ int zk_posix_memalign(void **out, size_t alignment, size_t size)
 
 size_t zk_malloc_usable_size(const void *p)
 {
-	return p == NULL ? 0 : je_malloc_usable_size((void *)p);
+	return p == NULL ? 0 : je_sallocx(p, 0);
 }
 
 /* A phase block stays in its own slab's arena; only if that slab is full
@@ -183,7 +179,7 @@ static void *promote(void *p, size_t size, int flags)
 		return NULL;
 	}
 	memcpy(q, p, old);
-	je_free(p);
+	je_dallocx(p, 0);
 	return q;
 }
 
@@ -216,21 +212,11 @@ void *zk_rallocx(void *p, size_t size, int flags)
 
 void *zk_realloc(void *p, size_t size)
 {
-	if (p == NULL)
-		return zk_malloc(size);
-	if (size == 0) {
-		zk_free(p);
+	if (p != NULL && size == 0) {
+		zk_free(p); /* glibc: free and return NULL */
 		return NULL;
 	}
-	zk_slab_t *s = zk_region_slab_of(&zk_g.region, p);
-	if (unlikely(s != NULL))
-		return realloc_phase(s, p, size, 0);
-	if (wants_promotion(size, 0)) {
-		void *q = promote(p, size, 0);
-		if (q != NULL)
-			return q;
-	}
-	return je_realloc(p, size);
+	return zk_rallocx(p, size, 0);
 }
 
 int zk_arena_flags(void)
