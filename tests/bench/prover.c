@@ -1,0 +1,1416 @@
+/*
+ * A workload shaped like an FFT/FRI prover (Plonky3-like), to measure what an
+ * allocator costs a prover. Per proof: a trace matrix allocated once and
+ * filled, an in-place low-degree extension by strided butterfly passes, a
+ * Merkle tree over its rows, quotient buffers and chunk LDEs, FRI rounds that
+ * each allocate a fold buffer and its Merkle layers and free the previous
+ * round's, and tens of thousands of small bookkeeping allocations (a hash map
+ * per thread, a shared work queue).
+ *
+ * Every byte the proof writes is read back into a checksum, which is printed
+ * and must be identical across allocator modes and thread counts.
+ *
+ * Built twice from this file: without WITH_ZKALLOC (modes malloc and ideal;
+ * malloc is whatever malloc the process has, e.g. an LD_PRELOADed one) and
+ * with it (mode zk: the zkalloc API, one phase per proof).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef WITH_ZKALLOC
+#include "zkalloc.h"
+#endif
+
+#define MAX_THREADS 256
+#define MAX_PROOFS 1000
+#define MAX_LAYERS 40
+#define NCHUNKS 4	     /* quotient chunks */
+#define FRI_FINAL_LOG 6	     /* FRI stops at 64 elements */
+#define FRI_QUERIES 32
+#define TASK_BYTES (4u << 20) /* bytes of a matrix a task works on */
+#define QTASK_ROWS 2048u      /* rows per quotient task (its temp buffer) */
+#define NODE_BYTES 32u	      /* one work-queue node */
+
+enum mode { MODE_MALLOC, MODE_IDEAL, MODE_ZK };
+
+/* ------------------------------------------------------------- options */
+
+struct opts {
+	enum mode mode;
+	const char *preset;
+	const char *label; /* allocator name written to the CSV */
+	const char *csv;     /* append one row per proof here */
+	const char *summary; /* append one summary row here */
+	unsigned threads;
+	unsigned proofs;
+	unsigned log_n; /* rows of the trace before extension: N = 2^log_n */
+	unsigned width; /* columns of 4-byte field elements */
+	unsigned small; /* bookkeeping allocations per proof */
+	bool vary;	/* proof sizes N, N/2, 2N, N, ... */
+	bool grow;	/* trace and FRI input collected by push-doubling */
+	bool quiet;
+};
+
+static struct opts O;
+
+/* -------------------------------------------------------- BabyBear field */
+
+/* p = 15 * 2^27 + 1; values are kept in Montgomery form (R = 2^32). */
+#define FP 2013265921u
+#define FP_NINV 0x77ffffffu /* -p^-1 mod 2^32 */
+
+/* Branch-free reductions (an unsigned min picks the reduced value) so that
+ * the compiler vectorizes the butterfly loops, as a prover's SIMD code would. */
+static inline uint32_t umin32(uint32_t a, uint32_t b)
+{
+	return a < b ? a : b;
+}
+
+static inline uint32_t f_add(uint32_t a, uint32_t b)
+{
+	uint32_t s = a + b;
+	return umin32(s, s - FP);
+}
+
+static inline uint32_t f_sub(uint32_t a, uint32_t b)
+{
+	uint32_t d = a - b;
+	return umin32(d, d + FP);
+}
+
+static inline uint32_t f_mul(uint32_t a, uint32_t b)
+{
+	uint64_t t = (uint64_t)a * b;
+	uint32_t m = (uint32_t)t * FP_NINV;
+	uint32_t u = (uint32_t)((t + (uint64_t)m * FP) >> 32);
+	return umin32(u, u - FP);
+}
+
+static uint32_t f_pow_plain(uint64_t b, uint64_t e)
+{
+	uint64_t r = 1;
+	b %= FP;
+	while (e) {
+		if (e & 1)
+			r = r * b % FP;
+		b = b * b % FP;
+		e >>= 1;
+	}
+	return (uint32_t)r;
+}
+
+static inline uint32_t f_mont(uint32_t x)
+{
+	return (uint32_t)(((uint64_t)x << 32) % FP);
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+/* A field element derived from (seed, a, b), already reduced. */
+static inline uint32_t f_rand(uint64_t seed, uint64_t a, uint64_t b)
+{
+	return (uint32_t)(mix64(seed ^ mix64(a * 0x9e3779b97f4a7c15ull + b)) %
+			  FP);
+}
+
+/* --------------------------------------------------------- the digest */
+
+/* Not cryptographic: 8 lanes of multiply-rotate, enough that every input word
+ * changes the output and the compiler must read all of them. */
+static inline uint32_t rotl32(uint32_t x, unsigned r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+static void digest(const uint32_t *x, size_t n, uint32_t out[8])
+{
+	uint32_t h[8];
+	for (unsigned l = 0; l < 8; l++)
+		h[l] = 0x6a09e667u + l * 0x3c6ef372u + (uint32_t)n;
+	size_t j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (unsigned l = 0; l < 8; l++)
+			h[l] = rotl32((h[l] ^ x[j + l]) * 0x9e3779b1u, 13);
+	for (; j < n; j++)
+		h[j & 7] = rotl32((h[j & 7] ^ x[j]) * 0x85ebca6bu, 11);
+	for (unsigned r = 0; r < 2; r++)
+		for (unsigned l = 0; l < 8; l++)
+			h[l] = rotl32(h[l] ^ (h[(l + 1) & 7] * 0xc2b2ae35u), 7);
+	memcpy(out, h, 32);
+}
+
+/* --------------------------------------------------- allocation modes */
+
+/* Every allocation site names a slot. In malloc and zk modes the slot is
+ * ignored; in ideal mode big buffers come from slots allocated and
+ * pre-faulted before the first proof (sized for the largest proof), and small
+ * ones from a pre-faulted bump pool that is rewound at each proof. */
+enum slot {
+	S_SMALL = 0, /* bookkeeping: ideal serves it from the pool */
+	S_TRACE,
+	S_TW,	     /* twiddles of the trace LDE */
+	S_TW_CHUNK,  /* twiddles of the chunk LDEs */
+	S_Q,	     /* quotient */
+	S_F0,	     /* FRI input */
+	S_FOLD,	     /* 2: ping-pong fold buffers */
+	S_QTMP = S_FOLD + 2,			     /* per thread */
+	S_CHUNK = S_QTMP + MAX_THREADS,		     /* NCHUNKS */
+	S_TMERKLE = S_CHUNK + NCHUNKS,		     /* MAX_LAYERS */
+	S_CMERKLE = S_TMERKLE + MAX_LAYERS,	     /* NCHUNKS x MAX_LAYERS */
+	S_FMERKLE = S_CMERKLE + NCHUNKS * MAX_LAYERS, /* 2 x MAX_LAYERS */
+	S_GROW = S_FMERKLE + 2 * MAX_LAYERS,	     /* per segment */
+	NSLOTS = S_GROW + MAX_THREADS,
+};
+
+struct ideal_slot {
+	void *p;
+	size_t cap;
+};
+static struct ideal_slot slots[NSLOTS];
+static unsigned char *pool;
+static size_t pool_cap;
+static _Atomic size_t pool_used;
+static _Thread_local unsigned my_tid;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "zkbench-prover: %s\n", what);
+	exit(2);
+}
+
+static void *pool_alloc(size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	size_t off = atomic_fetch_add_explicit(&pool_used, n,
+					       memory_order_relaxed);
+	if (off + n > pool_cap)
+		die("ideal: small pool exhausted (sizing bug)");
+	return pool + off;
+}
+
+static void *slot_get(int s, size_t n)
+{
+	if (s == S_QTMP)
+		s += my_tid;
+	if (!slots[s].p || n > slots[s].cap) {
+		fprintf(stderr, "ideal: slot %d holds %zu, asked %zu\n", s,
+			slots[s].cap, n);
+		die("ideal: slot too small (sizing bug)");
+	}
+	return slots[s].p;
+}
+
+static void *xalloc(int s, size_t n)
+{
+	void *p;
+	switch (O.mode) {
+	case MODE_IDEAL:
+		return s == S_SMALL ? pool_alloc(n) : slot_get(s, n);
+#ifdef WITH_ZKALLOC
+	case MODE_ZK:
+		p = zk_malloc(n);
+		break;
+#endif
+	default:
+		p = malloc(n);
+	}
+	if (!p && n)
+		die("out of memory");
+	return p;
+}
+
+static void *xcalloc(int s, size_t n)
+{
+	void *p;
+	switch (O.mode) {
+	case MODE_IDEAL:
+		p = s == S_SMALL ? pool_alloc(n) : slot_get(s, n);
+		memset(p, 0, n); /* ideal reuses dirty memory: must clear */
+		return p;
+#ifdef WITH_ZKALLOC
+	case MODE_ZK:
+		p = zk_calloc(1, n);
+		break;
+#endif
+	default:
+		p = calloc(1, n);
+	}
+	if (!p && n)
+		die("out of memory");
+	return p;
+}
+
+/* old is the live size (ideal mode copies that much). */
+static void *xrealloc(int s, void *q, size_t old, size_t n)
+{
+	void *p;
+	switch (O.mode) {
+	case MODE_IDEAL:
+		if (s != S_SMALL)
+			return slot_get(s, n); /* slot already holds the max */
+		p = pool_alloc(n);
+		if (q)
+			memcpy(p, q, old < n ? old : n);
+		return p;
+#ifdef WITH_ZKALLOC
+	case MODE_ZK:
+		p = zk_realloc(q, n);
+		break;
+#endif
+	default:
+		p = realloc(q, n);
+	}
+	if (!p && n)
+		die("out of memory");
+	return p;
+}
+
+static void xfree(int s, void *p)
+{
+	(void)s;
+	switch (O.mode) {
+	case MODE_IDEAL:
+		return;
+#ifdef WITH_ZKALLOC
+	case MODE_ZK:
+		zk_free(p);
+		return;
+#endif
+	default:
+		free(p);
+	}
+}
+
+/* ---------------------------------------------------- the thread pool */
+
+/* One stage = ntasks tasks, run by all threads (main is thread 0). The main
+ * thread allocates one queue node per task and the workers free them: small
+ * cross-thread frees, like a thread pool's injector queue. */
+struct node {
+	struct node *next;
+	uint32_t task;
+	uint32_t pad[5];
+};
+
+typedef void (*task_fn)(void *ctx, uint32_t task);
+
+static struct {
+	pthread_t th[MAX_THREADS];
+	pthread_barrier_t go, done;
+	pthread_mutex_t lock;
+	struct node *head;
+	task_fn fn;
+	void *ctx;
+	bool quit;
+} pool_;
+
+struct small_map;
+static struct small_map *maps[MAX_THREADS];
+static _Atomic uint64_t small_sum;    /* checksum of bookkeeping bytes */
+static _Atomic uint64_t rec_next;     /* next bookkeeping record id */
+static uint64_t rec_limit;	      /* records per proof */
+static uint32_t rec_per_task;
+static _Atomic uint64_t ntasks_run;   /* tasks in this proof */
+static uint64_t proof_seed;
+
+static void bookkeeping(unsigned tid);
+
+static void drain(unsigned tid)
+{
+	for (;;) {
+		pthread_mutex_lock(&pool_.lock);
+		struct node *n = pool_.head;
+		if (n)
+			pool_.head = n->next;
+		pthread_mutex_unlock(&pool_.lock);
+		if (!n)
+			return;
+		if (n->pad[0] != (uint32_t)mix64(n->task + 77))
+			die("work queue node corrupted");
+		pool_.fn(pool_.ctx, n->task);
+		xfree(S_SMALL, n);
+		bookkeeping(tid);
+		atomic_fetch_add_explicit(&ntasks_run, 1, memory_order_relaxed);
+	}
+}
+
+static void *worker(void *arg)
+{
+	my_tid = (unsigned)(uintptr_t)arg;
+	for (;;) {
+		pthread_barrier_wait(&pool_.go);
+		if (pool_.quit)
+			return NULL;
+		drain(my_tid);
+		pthread_barrier_wait(&pool_.done);
+	}
+}
+
+static void run(task_fn fn, void *ctx, uint32_t ntasks)
+{
+	struct node *head = NULL;
+	for (uint32_t t = ntasks; t-- > 0;) {
+		struct node *n = xalloc(S_SMALL, sizeof *n);
+		n->next = head;
+		n->task = t;
+		n->pad[0] = (uint32_t)mix64(t + 77);
+		head = n;
+	}
+	pool_.head = head;
+	pool_.fn = fn;
+	pool_.ctx = ctx;
+	pthread_barrier_wait(&pool_.go);
+	drain(0);
+	pthread_barrier_wait(&pool_.done);
+}
+
+static void pool_start(void)
+{
+	pthread_mutex_init(&pool_.lock, NULL);
+	pthread_barrier_init(&pool_.go, NULL, O.threads);
+	pthread_barrier_init(&pool_.done, NULL, O.threads);
+	for (unsigned t = 1; t < O.threads; t++)
+		if (pthread_create(&pool_.th[t], NULL, worker,
+				   (void *)(uintptr_t)t))
+			die("pthread_create failed");
+}
+
+static void pool_stop(void)
+{
+	pool_.quit = true;
+	pthread_barrier_wait(&pool_.go);
+	for (unsigned t = 1; t < O.threads; t++)
+		pthread_join(pool_.th[t], NULL);
+}
+
+static uint32_t ceil_div(uint64_t a, uint64_t b)
+{
+	return (uint32_t)((a + b - 1) / b);
+}
+
+/* ------------------------------------------- bookkeeping (small objects) */
+
+/* Per-thread chained hash map of records of 16 B - 4 KiB (header included),
+ * like a tracing registry: keys collide, so about half of the records are
+ * replaced (freed) during the proof; the rest are freed at its end. */
+struct rec {
+	struct rec *next;
+	uint32_t key;
+	uint32_t len; /* bytes of data[] */
+	unsigned char data[];
+};
+
+struct small_map {
+	struct rec **b;
+	size_t nb, n;
+};
+
+static size_t rec_size(uint64_t id)
+{
+	uint64_t h = mix64(id ^ proof_seed ^ 0xabcdefull);
+	unsigned k = (unsigned)(h % 9); /* 16 << 0..8: 16 B .. 4 KiB */
+	size_t lo = (size_t)16 << k;
+	size_t sz = lo + (size_t)((h >> 8) % lo);
+	return sz > 4096 ? 4096 : sz;
+}
+
+static uint64_t rec_consume(struct rec *r)
+{
+	uint64_t s = r->key;
+	for (uint32_t j = 0; j < r->len; j++)
+		s = s * 31 + r->data[j];
+	return mix64(s);
+}
+
+static void map_grow(struct small_map *m)
+{
+	size_t nb = m->nb ? m->nb * 2 : 16;
+	struct rec **b =
+		xrealloc(S_SMALL, m->b, m->nb * sizeof *b, nb * sizeof *b);
+	if (!m->nb)
+		memset(b, 0, nb * sizeof *b);
+	for (size_t i = 0; i < m->nb; i++) { /* split each old chain */
+		struct rec *r = b[i], *lo = NULL, *hi = NULL;
+		while (r) {
+			struct rec *next = r->next;
+			if (r->key & m->nb) {
+				r->next = hi;
+				hi = r;
+			} else {
+				r->next = lo;
+				lo = r;
+			}
+			r = next;
+		}
+		b[i] = lo;
+		b[i + m->nb] = hi;
+	}
+	m->b = b;
+	m->nb = nb;
+}
+
+static void map_put(struct small_map *m, uint64_t id)
+{
+	size_t sz = rec_size(id);
+	struct rec *r = xalloc(S_SMALL, sz);
+	r->key = (uint32_t)mix64(id % (rec_limit / 2 + 1));
+	r->len = (uint32_t)(sz - sizeof *r);
+	uint64_t v = mix64(id);
+	for (uint32_t j = 0; j < r->len; j++)
+		r->data[j] = (unsigned char)(v >> (8 * (j & 7))) + (unsigned char)j;
+	if (m->n >= m->nb)
+		map_grow(m);
+	struct rec **pp = &m->b[r->key & (m->nb - 1)];
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->key == r->key) { /* replace */
+			struct rec *old = *pp;
+			r->next = old->next;
+			*pp = r;
+			atomic_fetch_add_explicit(&small_sum, rec_consume(old),
+						  memory_order_relaxed);
+			xfree(S_SMALL, old);
+			return;
+		}
+	r->next = NULL;
+	*pp = r;
+	m->n++;
+}
+
+static void map_clear(struct small_map *m)
+{
+	uint64_t s = 0;
+	for (size_t i = 0; i < m->nb; i++)
+		for (struct rec *r = m->b[i], *next; r; r = next) {
+			next = r->next;
+			s += rec_consume(r);
+			xfree(S_SMALL, r);
+		}
+	xfree(S_SMALL, m->b);
+	m->b = NULL;
+	m->nb = m->n = 0;
+	atomic_fetch_add_explicit(&small_sum, s, memory_order_relaxed);
+}
+
+static void bookkeeping(unsigned tid)
+{
+	for (uint32_t i = 0; i < rec_per_task; i++) {
+		uint64_t id = atomic_fetch_add_explicit(&rec_next, 1,
+							memory_order_relaxed);
+		if (id >= rec_limit)
+			return;
+		map_put(maps[tid], id);
+	}
+}
+
+/* ---------------------------------------------------------- LDE (NTT) */
+
+/* Forward DIF NTT over the rows of a row-major matrix (each butterfly acts
+ * on two whole rows), in place. Levels are done g (<= 4) at a time: a unit is
+ * 2^g rows that the g levels only mix among themselves, so each sweep reads
+ * and writes the matrix once. */
+struct ntt {
+	uint32_t *m;
+	size_t rows, width;
+	const uint32_t *tw; /* tw[i] = w^i, w of order rows, i < rows/2 */
+	unsigned level, g;  /* first level of this sweep (0: half = rows/2) */
+	size_t units_per_task;
+};
+
+static void ntt_task(void *ctx, uint32_t task)
+{
+	const struct ntt *c = ctx;
+	size_t h0 = c->rows >> (c->level + 1);
+	size_t hl = h0 >> (c->g - 1); /* half-size of the last level */
+	size_t nunits = c->rows >> c->g;
+	size_t u0 = (size_t)task * c->units_per_task;
+	size_t u1 = u0 + c->units_per_task;
+	if (u1 > nunits)
+		u1 = nunits;
+	size_t W = c->width;
+	unsigned nj = 1u << c->g;
+	for (size_t u = u0; u < u1; u++) {
+		size_t block = (u / hl) * 2 * h0, i = u % hl;
+		uint32_t *row[16];
+		for (unsigned j = 0; j < nj; j++)
+			row[j] = c->m + (block + i + j * hl) * W;
+		for (unsigned t = 0; t < c->g; t++) {
+			unsigned hj = 1u << (c->g - 1 - t);
+			size_t h = (size_t)hj * hl;
+			size_t stride = c->rows / (2 * h);
+			for (unsigned j = 0; j < nj; j++) {
+				if (j & hj)
+					continue;
+				size_t pos = i + (size_t)(j & (2 * hj - 1)) * hl;
+				uint32_t w = c->tw[pos * stride];
+				uint32_t *a = row[j], *b = row[j + hj];
+				for (size_t k = 0; k < W; k++) {
+					uint32_t x = a[k], y = b[k];
+					a[k] = f_add(x, y);
+					b[k] = f_mul(f_sub(x, y), w);
+				}
+			}
+		}
+	}
+}
+
+static void ntt(uint32_t *m, size_t rows, size_t width, const uint32_t *tw)
+{
+	unsigned levels = (unsigned)__builtin_ctzll(rows);
+	for (unsigned l = 0; l < levels;) {
+		unsigned g = levels - l < 4 ? levels - l : 4;
+		struct ntt c = {m, rows, width, tw, l, g, 0};
+		size_t unit_bytes = ((size_t)1 << g) * width * 4;
+		c.units_per_task = TASK_BYTES / unit_bytes ? TASK_BYTES / unit_bytes : 1;
+		run(ntt_task, &c, ceil_div(rows >> g, c.units_per_task));
+		l += g;
+	}
+}
+
+/* Twiddles for an NTT of `rows` points: w^i for i < rows/2, Montgomery. */
+static uint32_t *twiddles(int slot, size_t rows)
+{
+	unsigned log = (unsigned)__builtin_ctzll(rows);
+	uint32_t w = f_pow_plain(31, (uint64_t)(FP - 1) >> log);
+	size_t n = rows / 2 ? rows / 2 : 1;
+	uint32_t *tw = xalloc(slot, n * 4);
+	uint64_t x = 1;
+	for (size_t i = 0; i < n; i++) {
+		tw[i] = f_mont((uint32_t)x);
+		x = x * w % FP;
+	}
+	return tw;
+}
+
+/* ------------------------------------------------------------ Merkle */
+
+struct merkle {
+	uint32_t *layer[MAX_LAYERS]; /* layer[0]: leaf digests, 8 u32 each */
+	size_t len[MAX_LAYERS];
+	unsigned nlayers;
+	int slot; /* first slot of its layers */
+};
+
+struct leaf_ctx {
+	const uint32_t *m; /* rows to hash, `width` u32 each */
+	size_t rows, width;
+	uint32_t *out;
+	size_t per_task;
+};
+
+static void leaf_task(void *ctx, uint32_t task)
+{
+	const struct leaf_ctx *c = ctx;
+	size_t r0 = (size_t)task * c->per_task, r1 = r0 + c->per_task;
+	if (r1 > c->rows)
+		r1 = c->rows;
+	for (size_t r = r0; r < r1; r++)
+		digest(c->m + r * c->width, c->width, c->out + r * 8);
+}
+
+static void hash_rows(const uint32_t *m, size_t rows, size_t width,
+		      uint32_t *out)
+{
+	struct leaf_ctx c = {m, rows, width, out, 0};
+	c.per_task = TASK_BYTES / (width * 4 + 32);
+	if (!c.per_task)
+		c.per_task = 1;
+	if (rows <= c.per_task) { /* not worth waking the pool */
+		c.per_task = rows;
+		leaf_task(&c, 0);
+		return;
+	}
+	run(leaf_task, &c, ceil_div(rows, c.per_task));
+}
+
+/* Leaf digests of `rows` rows of `width` u32, then halving layers to a root. */
+static void merkle_build(struct merkle *t, int slot, const uint32_t *m,
+			 size_t rows, size_t width)
+{
+	t->slot = slot;
+	t->nlayers = 0;
+	size_t n = rows;
+	t->layer[0] = xalloc(slot, n * 32);
+	t->len[0] = n;
+	hash_rows(m, n, width, t->layer[0]);
+	t->nlayers = 1;
+	while (n > 1) {
+		unsigned k = t->nlayers;
+		if (k >= MAX_LAYERS)
+			die("too many Merkle layers");
+		t->layer[k] = xalloc(slot + (int)k, (n / 2) * 32);
+		t->len[k] = n / 2;
+		/* a parent hashes its two children: 16 u32 */
+		hash_rows(t->layer[k - 1], n / 2, 16, t->layer[k]);
+		n /= 2;
+		t->nlayers++;
+	}
+}
+
+static uint64_t merkle_root(const struct merkle *t)
+{
+	const uint32_t *r = t->layer[t->nlayers - 1];
+	uint64_t s = 0;
+	for (unsigned l = 0; l < 8; l++)
+		s = mix64(s ^ r[l]);
+	return s;
+}
+
+static void merkle_free(struct merkle *t)
+{
+	for (unsigned k = 0; k < t->nlayers; k++)
+		xfree(t->slot + (int)k, t->layer[k]);
+	t->nlayers = 0;
+}
+
+/* ----------------------------------------------------- proof stages */
+
+struct fill_ctx {
+	uint32_t *trace;
+	size_t n, width, per_task; /* n = rows before extension */
+};
+
+static void fill_task(void *ctx, uint32_t task)
+{
+	const struct fill_ctx *c = ctx;
+	size_t r0 = (size_t)task * c->per_task, r1 = r0 + c->per_task;
+	if (r1 > c->n)
+		r1 = c->n;
+	for (size_t r = r0; r < r1; r++) {
+		uint32_t *row = c->trace + r * c->width;
+		for (size_t j = 0; j < c->width; j++)
+			row[j] = f_rand(proof_seed, r, j);
+		/* zero-padded extension: the second half of the rows */
+		memset(c->trace + (r + c->n) * c->width, 0, c->width * 4);
+	}
+}
+
+/* grow: the trace is collected segment by segment into vectors that grow by
+ * doubling from 4 elements (Vec::push / par_iter().collect()), then copied
+ * into the trace buffer. */
+struct grow_ctx {
+	uint32_t *dst;
+	size_t n, width; /* rows, elements per row */
+	uint32_t nseg;
+	bool zero_ext; /* also zero rows n..2n of dst */
+	int (*gen)(void *, size_t, uint32_t *); /* row r -> width elements */
+	void *gen_ctx;
+};
+
+static void grow_task(void *ctx, uint32_t seg)
+{
+	const struct grow_ctx *c = ctx;
+	size_t r0 = c->n * seg / c->nseg, r1 = c->n * (seg + 1) / c->nseg;
+	size_t need = (r1 - r0) * c->width;
+	size_t cap = 4, len = 0;
+	uint32_t *v;
+	if (O.mode == MODE_IDEAL) /* the limit: no growth at all */
+		v = xalloc(S_GROW + (int)seg, need * 4), cap = need;
+	else
+		v = xalloc(S_GROW + (int)seg, cap * 4);
+	for (size_t r = r0; r < r1; r++) {
+		while (len + c->width > cap) {
+			v = xrealloc(S_GROW + (int)seg, v, len * 4, cap * 8);
+			cap *= 2;
+		}
+		c->gen(c->gen_ctx, r, v + len);
+		len += c->width;
+	}
+	memcpy(c->dst + r0 * c->width, v, len * 4);
+	if (c->zero_ext)
+		memset(c->dst + (c->n + r0) * c->width, 0, len * 4);
+	xfree(S_GROW + (int)seg, v);
+}
+
+static int gen_trace_row(void *ctx, size_t r, uint32_t *out)
+{
+	size_t width = *(size_t *)ctx;
+	for (size_t j = 0; j < width; j++)
+		out[j] = f_rand(proof_seed, r, j);
+	return 0;
+}
+
+struct quot_ctx {
+	const uint32_t *trace;
+	size_t rows, width;
+	uint32_t *q; /* rows x 4 */
+	uint32_t alpha[16], zeta[4];
+};
+
+static void quot_task(void *ctx, uint32_t task)
+{
+	const struct quot_ctx *c = ctx;
+	size_t r0 = (size_t)task * QTASK_ROWS, r1 = r0 + QTASK_ROWS;
+	if (r1 > c->rows)
+		r1 = c->rows;
+	/* per-row numerator and denominator, 32 B a row: a 64 KiB temporary
+	 * per task, freed at its end (reused within the proof) */
+	uint32_t *tmp = xalloc(S_QTMP, QTASK_ROWS * 32);
+	for (size_t r = r0; r < r1; r++) {
+		const uint32_t *x = c->trace + r * c->width;
+		uint32_t acc[16] = {0};
+		size_t j = 0;
+		for (; j + 16 <= c->width; j += 16)
+			for (unsigned l = 0; l < 16; l++)
+				acc[l] = f_add(f_mul(acc[l], c->alpha[l]),
+					       x[j + l]);
+		for (; j < c->width; j++)
+			acc[j & 15] = f_add(acc[j & 15], x[j]);
+		uint32_t *t = tmp + (r - r0) * 8;
+		for (unsigned l = 0; l < 4; l++) {
+			t[l] = f_add(f_add(acc[l], acc[l + 4]),
+				     f_add(acc[l + 8], acc[l + 12]));
+			t[4 + l] = f_add(f_mul(t[l], c->zeta[l]), 1);
+		}
+	}
+	for (size_t r = r0; r < r1; r++) {
+		const uint32_t *t = tmp + (r - r0) * 8;
+		for (unsigned l = 0; l < 4; l++)
+			c->q[r * 4 + l] =
+				f_add(c->q[r * 4 + l], f_mul(t[l], t[4 + l]));
+	}
+	xfree(S_QTMP, tmp);
+}
+
+struct chunk_ctx {
+	const uint32_t *q;
+	uint32_t *chunk[NCHUNKS];
+	size_t crows; /* rows per chunk LDE */
+};
+
+static void chunk_fill_task(void *ctx, uint32_t c_)
+{
+	const struct chunk_ctx *c = ctx;
+	/* chunk c holds q's rows [c*crows, c*crows + crows/2), zero-padded */
+	size_t half = c->crows / 2;
+	memcpy(c->chunk[c_], c->q + (size_t)c_ * c->crows * 4, half * 16);
+	memset(c->chunk[c_] + half * 4, 0, half * 16);
+}
+
+struct f0_ctx {
+	uint32_t *const *chunk;
+	size_t crows;
+	uint32_t gamma[4];
+};
+
+static int gen_f0_row(void *ctx, size_t i, uint32_t *out)
+{
+	const struct f0_ctx *c = ctx;
+	const uint32_t *src = c->chunk[i % NCHUNKS] + (i / NCHUNKS) * 4;
+	for (unsigned l = 0; l < 4; l++)
+		out[l] = f_mul(src[l], c->gamma[l]);
+	return 0;
+}
+
+struct f0_fill_ctx {
+	struct f0_ctx *f;
+	uint32_t *out;
+	size_t rows, per_task;
+};
+
+static void f0_task(void *ctx, uint32_t task)
+{
+	const struct f0_fill_ctx *c = ctx;
+	size_t r0 = (size_t)task * c->per_task, r1 = r0 + c->per_task;
+	if (r1 > c->rows)
+		r1 = c->rows;
+	for (size_t r = r0; r < r1; r++)
+		gen_f0_row(c->f, r, c->out + r * 4);
+}
+
+struct fold_ctx {
+	const uint32_t *src;
+	uint32_t *dst;
+	size_t len, per_task; /* len = elements of dst */
+	uint32_t beta[4];
+};
+
+static void fold_task(void *ctx, uint32_t task)
+{
+	const struct fold_ctx *c = ctx;
+	size_t i0 = (size_t)task * c->per_task, i1 = i0 + c->per_task;
+	if (i1 > c->len)
+		i1 = c->len;
+	for (size_t i = i0; i < i1; i++)
+		for (unsigned l = 0; l < 4; l++)
+			c->dst[i * 4 + l] =
+				f_add(c->src[2 * i * 4 + l],
+				      f_mul(c->src[(2 * i + 1) * 4 + l],
+					    c->beta[l]));
+}
+
+/* One proof of 2^log_n rows (2^(log_n+1) after extension). Returns its
+ * checksum. Everything it allocates is freed before it returns. */
+static uint64_t prove(unsigned log_n, uint64_t seed)
+{
+	size_t n = (size_t)1 << log_n, rows = 2 * n, W = O.width;
+	uint64_t ck = seed;
+	proof_seed = mix64(seed + 0x1234);
+	atomic_store(&rec_next, 0);
+
+	/* trace: allocated once at its extended size, first half filled */
+	uint32_t *trace = xalloc(S_TRACE, rows * W * 4);
+	if (O.grow) {
+		size_t width = W;
+		struct grow_ctx g = {trace, n,		   W,
+				     O.threads, true, gen_trace_row,
+				     &width};
+		run(grow_task, &g, g.nseg);
+	} else {
+		struct fill_ctx f = {trace, n, W, 0};
+		f.per_task = TASK_BYTES / (W * 8) ? TASK_BYTES / (W * 8) : 1;
+		run(fill_task, &f, ceil_div(n, f.per_task));
+	}
+
+	/* LDE in place */
+	uint32_t *tw = twiddles(S_TW, rows);
+	ntt(trace, rows, W, tw);
+
+	/* commit: Merkle tree over the rows */
+	struct merkle tm;
+	merkle_build(&tm, S_TMERKLE, trace, rows, W);
+	ck = mix64(ck ^ merkle_root(&tm));
+
+	/* quotient */
+	struct quot_ctx qc = {.trace = trace, .rows = rows, .width = W};
+	for (unsigned l = 0; l < 16; l++)
+		qc.alpha[l] = f_rand(proof_seed, 1, l);
+	for (unsigned l = 0; l < 4; l++)
+		qc.zeta[l] = f_rand(proof_seed, 2, l);
+	qc.q = xcalloc(S_Q, rows * 16);
+	run(quot_task, &qc, ceil_div(rows, QTASK_ROWS));
+
+	/* quotient chunks, each extended and committed */
+	struct chunk_ctx cc = {.q = qc.q, .crows = rows / NCHUNKS};
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		cc.chunk[c] = xalloc(S_CHUNK + (int)c, cc.crows * 16);
+	run(chunk_fill_task, &cc, NCHUNKS);
+	xfree(S_Q, qc.q);
+	uint32_t *tw2 = twiddles(S_TW_CHUNK, cc.crows);
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		ntt(cc.chunk[c], cc.crows, 4, tw2);
+	xfree(S_TW_CHUNK, tw2);
+	struct merkle cm[NCHUNKS]; /* kept for the openings */
+	for (unsigned c = 0; c < NCHUNKS; c++) {
+		merkle_build(&cm[c], S_CMERKLE + (int)c * MAX_LAYERS,
+			     cc.chunk[c], cc.crows, 4);
+		ck = mix64(ck ^ merkle_root(&cm[c]));
+	}
+
+	/* FRI input: the chunks interleaved and combined */
+	struct f0_ctx fc = {cc.chunk, cc.crows, {0}};
+	for (unsigned l = 0; l < 4; l++)
+		fc.gamma[l] = f_rand(proof_seed, 3, l);
+	uint32_t *f = xalloc(S_F0, rows * 16);
+	if (O.grow) {
+		struct grow_ctx g = {f, rows, 4, O.threads, false, gen_f0_row,
+				     &fc};
+		run(grow_task, &g, g.nseg);
+	} else {
+		struct f0_fill_ctx fx = {&fc, f, rows, TASK_BYTES / 16};
+		run(f0_task, &fx, ceil_div(rows, fx.per_task));
+	}
+	int fslot = S_F0;
+
+	/* FRI rounds: fold, commit, sample queries from the previous round,
+	 * then free it */
+	struct merkle fm = {.nlayers = 0};
+	size_t len = rows;
+	for (unsigned r = 1; len > ((size_t)1 << FRI_FINAL_LOG); r++) {
+		struct fold_ctx fo = {.src = f, .len = len / 2,
+				      .per_task = TASK_BYTES / 16};
+		for (unsigned l = 0; l < 4; l++)
+			fo.beta[l] = f_rand(proof_seed, 100 + r, l);
+		int nslot = S_FOLD + (int)(r & 1);
+		fo.dst = xalloc(nslot, fo.len * 16);
+		if (fo.len <= fo.per_task)
+			fold_task(&fo, 0);
+		else
+			run(fold_task, &fo, ceil_div(fo.len, fo.per_task));
+		struct merkle nm;
+		/* leaves hash pairs of elements: 8 u32 */
+		merkle_build(&nm, S_FMERKLE + (int)(r & 1) * MAX_LAYERS, fo.dst,
+			     fo.len / 2, 8);
+		ck = mix64(ck ^ merkle_root(&nm));
+		for (unsigned qi = 0; qi < FRI_QUERIES; qi++) {
+			size_t at = mix64(proof_seed ^ (r * 1000 + qi)) % len;
+			ck = mix64(ck ^ f[at * 4] ^ ((uint64_t)f[at * 4 + 3] << 32));
+			if (fm.nlayers)
+				ck = mix64(ck ^ fm.layer[0][(at / 2 % fm.len[0]) * 8]);
+		}
+		merkle_free(&fm);
+		xfree(fslot, f);
+		fm = nm;
+		f = fo.dst;
+		fslot = nslot;
+		len = fo.len;
+	}
+	for (size_t i = 0; i < len * 4; i++) /* final polynomial */
+		ck = mix64(ck ^ f[i]);
+	merkle_free(&fm);
+	xfree(fslot, f);
+
+	/* openings: a few trace rows, then release the commitments */
+	for (unsigned qi = 0; qi < FRI_QUERIES; qi++) {
+		size_t at = mix64(proof_seed ^ (7000 + qi)) % rows;
+		uint32_t d[8];
+		digest(trace + at * W, W, d);
+		ck = mix64(ck ^ d[0] ^ tm.layer[0][at * 8]);
+		size_t ca = at % cc.crows;
+		ck = mix64(ck ^ cm[at % NCHUNKS].layer[0][ca * 8]);
+	}
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		merkle_free(&cm[c]);
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		xfree(S_CHUNK + (int)c, cc.chunk[c]);
+	merkle_free(&tm);
+	xfree(S_TW, tw);
+	xfree(S_TRACE, trace);
+
+	/* records the tasks did not get to (the count is exact per proof) */
+	while (atomic_load(&rec_next) < rec_limit)
+		bookkeeping(0);
+	/* bookkeeping maps die with the proof */
+	for (unsigned t = 0; t < O.threads; t++)
+		map_clear(maps[t]);
+	ck = mix64(ck ^ atomic_load(&small_sum));
+	atomic_store(&small_sum, 0);
+	return ck;
+}
+
+/* ------------------------------------------------- ideal mode sizing */
+
+static void slot_need(int s, size_t n)
+{
+	if (n > slots[s].cap)
+		slots[s].cap = n;
+}
+
+static void merkle_need(int slot, size_t leaves)
+{
+	for (unsigned k = 0; leaves >= 1 && k < MAX_LAYERS; k++) {
+		slot_need(slot + (int)k, leaves * 32);
+		if (leaves == 1)
+			break;
+		leaves /= 2;
+	}
+}
+
+/* Mirrors prove(): the largest size every slot will be asked for. */
+static void ideal_plan(unsigned log_n)
+{
+	size_t n = (size_t)1 << log_n, rows = 2 * n, W = O.width;
+	slot_need(S_TRACE, rows * W * 4);
+	slot_need(S_TW, rows / 2 * 4);
+	merkle_need(S_TMERKLE, rows);
+	slot_need(S_Q, rows * 16);
+	for (unsigned t = 0; t < O.threads; t++)
+		slot_need(S_QTMP + (int)t, QTASK_ROWS * 32);
+	size_t crows = rows / NCHUNKS;
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		slot_need(S_CHUNK + (int)c, crows * 16);
+	slot_need(S_TW_CHUNK, (crows / 2 ? crows / 2 : 1) * 4);
+	for (unsigned c = 0; c < NCHUNKS; c++)
+		merkle_need(S_CMERKLE + (int)c * MAX_LAYERS, crows);
+	slot_need(S_F0, rows * 16);
+	slot_need(S_FOLD + 1, rows / 2 * 16); /* odd rounds */
+	slot_need(S_FOLD + 0, rows / 4 * 16);
+	merkle_need(S_FMERKLE + MAX_LAYERS, rows / 4);
+	merkle_need(S_FMERKLE, rows / 8);
+	if (O.grow)
+		for (unsigned s = 0; s < O.threads; s++) {
+			size_t a = n * W * (s + 1) / O.threads -
+				   n * W * s / O.threads;
+			size_t b = rows * 4 * (s + 1) / O.threads -
+				   rows * 4 * s / O.threads;
+			slot_need(S_GROW + (int)s, (a > b ? a : b) * 4 + 64);
+		}
+}
+
+static size_t tasks_estimate(unsigned log_n);
+
+static void ideal_setup(const unsigned *sizes, unsigned k)
+{
+	size_t total = 0, small = 0;
+	for (unsigned i = 0; i < k; i++) {
+		ideal_plan(sizes[i]);
+		/* small pool: records + queue nodes + map bucket arrays (their
+		 * doubling sums to < 2x the final array) */
+		size_t s = 0;
+		proof_seed = mix64((uint64_t)(i + 1) * 0x51ed27 + 0x1234);
+		for (uint64_t id = 0; id < rec_limit; id++)
+			s += (rec_size(id) + 15) & ~(size_t)15;
+		s += tasks_estimate(sizes[i]) * 2 * NODE_BYTES;
+		size_t nb = 16;
+		while (nb < rec_limit)
+			nb *= 2;
+		s += O.threads * nb * 8 * 2 + ((size_t)1 << 20);
+		if (s > small)
+			small = s;
+	}
+	for (int s = 1; s < NSLOTS; s++) {
+		if (!slots[s].cap)
+			continue;
+		slots[s].p = malloc(slots[s].cap);
+		if (!slots[s].p)
+			die("ideal: cannot allocate slots");
+		memset(slots[s].p, 0x5a, slots[s].cap); /* pre-fault */
+		total += slots[s].cap;
+	}
+	pool_cap = small;
+	pool = malloc(pool_cap);
+	if (!pool)
+		die("ideal: cannot allocate the small pool");
+	memset(pool, 0x5a, pool_cap);
+	if (!O.quiet)
+		printf("# ideal: %.1f MiB of slots + %.1f MiB small pool, "
+		       "pre-faulted\n",
+		       total / 1048576.0, small / 1048576.0);
+}
+
+/* Tasks of one proof (queue nodes); an over-estimate is harmless. */
+static size_t tasks_estimate(unsigned log_n)
+{
+	size_t rows = (size_t)2 << log_n, W = O.width;
+	unsigned levels = log_n + 1;
+	size_t t = O.threads * 2 + NCHUNKS + 64;
+	t += rows / 2 / (TASK_BYTES / (W * 8) ? TASK_BYTES / (W * 8) : 1) + 1;
+	t += (levels / 4 + 1) * (rows * W * 4 / TASK_BYTES + 2);
+	t += 2 * (rows * W * 4 / TASK_BYTES + 2); /* leaves, layers */
+	t += rows / QTASK_ROWS + 1;
+	t += (NCHUNKS + 1) * (levels / 4 + 1) * (rows * 16 / TASK_BYTES + 4) * 2;
+	t += 4 * (rows * 16 / TASK_BYTES + 4) * 2; /* f0, folds, merkles */
+	t += 64 * levels;
+	return t;
+}
+
+/* ------------------------------------------------------- measurement */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* VmHWM / VmRSS in KiB, from /proc/self/status */
+static long status_kib(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+	size_t kl = strlen(key);
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* Reset VmHWM to the current RSS (Linux >= 4.0), so each proof's peak is its
+ * own. Returns false if the kernel refused. */
+static bool reset_hwm(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (!f)
+		return false;
+	bool ok = fputs("5", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* --------------------------------------------------------------- main */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: zkbench-prover [--mode malloc|ideal|zk] "
+		"[--preset small|default|large|vary|grow]\n"
+		"       [--threads T] [--proofs K] [--log-n L] [--width W] "
+		"[--small S]\n"
+		"       [--label NAME] [--csv FILE] [--summary FILE] [--quiet]\n"
+		"Runs K proofs of an FFT/FRI-shaped workload and prints per-proof "
+		"wall time,\nminor faults and RSS, then the warm median and the "
+		"checksum.\n");
+	exit(2);
+}
+
+static const char *mode_name(enum mode m)
+{
+	return m == MODE_ZK ? "zk" : m == MODE_IDEAL ? "ideal" : "malloc";
+}
+
+static void parse(int argc, char **argv)
+{
+	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+	O.mode = MODE_MALLOC;
+	O.preset = "default";
+	O.threads = nthreads > 0 ? (unsigned)nthreads : 1;
+	O.proofs = 6;
+	unsigned log_n = 0, width = 0, small = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--quiet")) {
+			O.quiet = true;
+			continue;
+		}
+		if (!strcmp(a, "--help") || !v)
+			usage();
+		i++;
+		if (!strcmp(a, "--mode")) {
+			if (!strcmp(v, "malloc"))
+				O.mode = MODE_MALLOC;
+			else if (!strcmp(v, "ideal"))
+				O.mode = MODE_IDEAL;
+			else if (!strcmp(v, "zk"))
+				O.mode = MODE_ZK;
+			else
+				usage();
+		} else if (!strcmp(a, "--preset"))
+			O.preset = v;
+		else if (!strcmp(a, "--threads"))
+			O.threads = (unsigned)atoi(v);
+		else if (!strcmp(a, "--proofs"))
+			O.proofs = (unsigned)atoi(v);
+		else if (!strcmp(a, "--log-n"))
+			log_n = (unsigned)atoi(v);
+		else if (!strcmp(a, "--width"))
+			width = (unsigned)atoi(v);
+		else if (!strcmp(a, "--small"))
+			small = (unsigned)atoi(v);
+		else if (!strcmp(a, "--label"))
+			O.label = v;
+		else if (!strcmp(a, "--csv"))
+			O.csv = v;
+		else if (!strcmp(a, "--summary"))
+			O.summary = v;
+		else
+			usage();
+	}
+#ifndef WITH_ZKALLOC
+	if (O.mode == MODE_ZK)
+		die("this binary has no zkalloc: use zkbench-prover-zk");
+#endif
+	/* presets: rows before extension (2^log_n), columns, small allocs */
+	O.width = 1300;
+	if (!strcmp(O.preset, "small"))
+		O.log_n = 14, O.small = 20000;
+	else if (!strcmp(O.preset, "default"))
+		O.log_n = 18, O.small = 50000;
+	else if (!strcmp(O.preset, "large"))
+		O.log_n = 20, O.small = 100000;
+	else if (!strcmp(O.preset, "vary"))
+		O.log_n = 17, O.small = 50000, O.vary = true;
+	else if (!strcmp(O.preset, "grow"))
+		O.log_n = 17, O.small = 50000, O.grow = true;
+	else
+		usage();
+	if (log_n)
+		O.log_n = log_n;
+	if (width)
+		O.width = width;
+	if (small)
+		O.small = small;
+	if (O.threads < 1 || O.threads > MAX_THREADS || O.proofs < 1 ||
+	    O.proofs > MAX_PROOFS || O.log_n < 8 || O.log_n > 26 ||
+	    O.width < 1 || O.width > 100000 || O.small < 16)
+		usage();
+	if (!O.label)
+		O.label = mode_name(O.mode);
+}
+
+int main(int argc, char **argv)
+{
+	parse(argc, argv);
+	unsigned sizes[MAX_PROOFS];
+	static const int vary_step[3] = {0, -1, 1}; /* N, N/2, 2N, N, ... */
+	for (unsigned i = 0; i < O.proofs; i++)
+		sizes[i] = O.vary ? (unsigned)((int)O.log_n + vary_step[i % 3])
+				  : O.log_n;
+	rec_limit = O.small;
+	rec_per_task = (uint32_t)(rec_limit / tasks_estimate(O.log_n) * 2 + 1);
+	for (unsigned t = 0; t < O.threads; t++) {
+		maps[t] = calloc(1, sizeof *maps[t]);
+		if (!maps[t])
+			die("out of memory");
+	}
+	if (O.mode == MODE_IDEAL)
+		ideal_setup(sizes, O.proofs);
+	pool_start();
+
+	FILE *csv = NULL, *sum = NULL;
+	if (O.csv) {
+		csv = fopen(O.csv, "a");
+		if (!csv)
+			die("cannot open the --csv file");
+		if (ftell(csv) == 0)
+			fprintf(csv, "label,mode,preset,threads,proof,log_n,width,"
+				     "wall_s,minflt,rss_end_mib,proof_peak_mib,"
+				     "checksum\n");
+	}
+	if (O.summary) {
+		sum = fopen(O.summary, "a");
+		if (!sum)
+			die("cannot open the --summary file");
+		if (ftell(sum) == 0)
+			fprintf(sum, "label,mode,preset,threads,proofs,log_n,width,"
+				     "warm_median_s,cold_s,warm_minflt,"
+				     "peak_rss_mib,rss_growth_mib,checksum\n");
+	}
+	if (!O.quiet) {
+		printf("# zkbench-prover mode=%s label=%s preset=%s threads=%u "
+		       "proofs=%u log_n=%u width=%u small=%u\n",
+		       mode_name(O.mode), O.label, O.preset, O.threads, O.proofs,
+		       O.log_n, O.width, O.small);
+		printf("%-6s %-6s %9s %10s %9s %9s %10s  %s\n", "proof", "log_n",
+		       "wall_s", "minflt", "rss_MiB", "peak_MiB", "hwm_MiB",
+		       "checksum");
+	}
+	double wall[MAX_PROOFS];
+	long flt[MAX_PROOFS], rss[MAX_PROOFS], peak[MAX_PROOFS];
+	uint64_t total = 0;
+	bool hwm_ok = true;
+	for (unsigned i = 0; i < O.proofs; i++) {
+		hwm_ok = reset_hwm() && hwm_ok;
+		long f0 = minflt();
+		double t0 = now_s();
+		atomic_store(&ntasks_run, 0);
+		if (O.mode == MODE_IDEAL)
+			atomic_store(&pool_used, 0);
+#ifdef WITH_ZKALLOC
+		if (O.mode == MODE_ZK && zk_begin_phase() != 0)
+			die("zk_begin_phase failed");
+#endif
+		uint64_t ck = prove(sizes[i], (uint64_t)(i + 1) * 0x51ed27);
+#ifdef WITH_ZKALLOC
+		if (O.mode == MODE_ZK)
+			zk_end_phase();
+#endif
+		wall[i] = now_s() - t0;
+		flt[i] = minflt() - f0;
+		rss[i] = status_kib("VmRSS");
+		peak[i] = status_kib("VmHWM");
+		total = mix64(total ^ ck);
+		if (!O.quiet) {
+			printf("%-6u %-6u %9.3f %10ld %9.1f %9.1f %10s  %016" PRIx64
+			       "\n",
+			       i + 1, sizes[i], wall[i], flt[i], rss[i] / 1024.0,
+			       peak[i] / 1024.0, i == 0 ? "(cold)" : "", ck);
+			fflush(stdout);
+		}
+		if (csv) {
+			fprintf(csv, "%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
+				     "%016" PRIx64 "\n",
+				O.label, mode_name(O.mode), O.preset, O.threads,
+				i + 1, sizes[i], O.width, wall[i], flt[i],
+				rss[i] / 1024.0, peak[i] / 1024.0, ck);
+			fflush(csv);
+		}
+	}
+	/* warm: proofs 2..K (proof 1 is cold) */
+	unsigned nw = O.proofs > 1 ? O.proofs - 1 : 1;
+	double ws[MAX_PROOFS];
+	long wf[MAX_PROOFS];
+	for (unsigned i = 0; i < nw; i++) {
+		ws[i] = wall[O.proofs > 1 ? i + 1 : 0];
+		wf[i] = flt[O.proofs > 1 ? i + 1 : 0];
+	}
+	qsort(ws, nw, sizeof ws[0], cmp_double);
+	qsort(wf, nw, sizeof wf[0], cmp_long);
+	double wmed = nw % 2 ? ws[nw / 2] : (ws[nw / 2 - 1] + ws[nw / 2]) / 2;
+	long fmed = nw % 2 ? wf[nw / 2] : (wf[nw / 2 - 1] + wf[nw / 2]) / 2;
+	long hwm = status_kib("VmHWM");
+	long maxpeak = 0;
+	for (unsigned i = 0; i < O.proofs; i++)
+		if (peak[i] > maxpeak)
+			maxpeak = peak[i];
+	if (!hwm_ok || hwm > maxpeak)
+		maxpeak = hwm; /* clear_refs unavailable: process peak */
+	/* RSS growth: the last proof's end-of-proof RSS against the first warm
+	 * proof of the same size */
+	double growth = 0;
+	for (unsigned i = 1; i + 1 < O.proofs; i++)
+		if (sizes[i] == sizes[O.proofs - 1]) {
+			growth = (rss[O.proofs - 1] - rss[i]) / 1024.0;
+			break;
+		}
+	if (!O.quiet) {
+		printf("# warm median %.3f s, cold %.3f s, warm faults (median) "
+		       "%ld, peak RSS %.1f MiB, RSS growth %.1f MiB\n",
+		       wmed, wall[0], fmed, maxpeak / 1024.0, growth);
+#ifdef WITH_ZKALLOC
+		if (O.mode == MODE_ZK) {
+			zk_stats_t st = {.size = sizeof st};
+			if (zk_stats_get(&st) == 0)
+				printf("# zkalloc: region %s, slab %.1f GiB x %u, "
+				       "resident %.1f MiB (largest slab %.1f "
+				       "MiB), overflow %" PRIu64 " (%.1f MiB), "
+				       "arenas %" PRIu64 ", hook zeroed %.1f "
+				       "MiB, small resident %.1f MiB\n",
+				       st.region_reserved ? "reserved" : "FAILED",
+				       st.slab_size / 1073741824.0, st.nslabs,
+				       st.resident_bytes / 1048576.0,
+				       st.max_slab_high_water / 1048576.0,
+				       st.overflow_count,
+				       st.overflow_bytes / 1048576.0,
+				       st.arenas_created,
+				       st.hook_zeroed_bytes / 1048576.0,
+				       st.small_resident_bytes / 1048576.0);
+		}
+#endif
+	}
+	if (csv)
+		fclose(csv);
+	if (sum) {
+		fprintf(sum, "%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
+			     "%016" PRIx64 "\n",
+			O.label, mode_name(O.mode), O.preset, O.threads,
+			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
+			maxpeak / 1024.0, growth, total);
+		fclose(sum);
+	}
+	printf("checksum %016" PRIx64 "\n", total);
+	pool_stop();
+	return 0;
+}
