@@ -1384,14 +1384,13 @@ int main(int argc, char **argv)
 			zk_stats_t st = {.size = sizeof st};
 			if (zk_stats_get(&st) == 0)
 				printf("# zkalloc: region %s, slab %.1f GiB x %u, "
-				       "resident %.1f MiB (largest slab %.1f "
-				       "MiB), overflow %" PRIu64 " (%.1f MiB), "
+				       "resident %.1f MiB, overflow %" PRIu64
+				       " (%.1f MiB), "
 				       "arenas %" PRIu64 ", hook zeroed %.1f "
 				       "MiB, small resident %.1f MiB\n",
 				       st.region_reserved ? "reserved" : "FAILED",
 				       st.slab_size / 1073741824.0, st.nslabs,
 				       st.resident_bytes / 1048576.0,
-				       st.max_slab_high_water / 1048576.0,
 				       st.overflow_count,
 				       st.overflow_bytes / 1048576.0,
 				       st.arenas_created,
