@@ -36,6 +36,12 @@ int zk_os_release(void *addr, size_t size)
 	return munmap(addr, size) == 0 ? 0 : errno;
 }
 
+int zk_os_protect(void *addr, size_t size, bool access)
+{
+	int prot = access ? PROT_READ | PROT_WRITE : PROT_NONE;
+	return mprotect(addr, size, prot) == 0 ? 0 : errno;
+}
+
 int zk_os_advise_thp(void *addr, size_t size, bool huge)
 {
 	return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0

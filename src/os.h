@@ -17,6 +17,10 @@ int zk_os_reserve(size_t size, size_t align, void **out);
 /* Give back a reservation made by zk_os_reserve (tests and teardown only). */
 int zk_os_release(void *addr, size_t size);
 
+/* Make a page-aligned range of a reservation readable and writable
+ * (access = true) or inaccessible (checked mode's stale phase memory). */
+int zk_os_protect(void *addr, size_t size, bool access);
+
 /* Ask for (huge = true) or against transparent huge pages on a range. */
 int zk_os_advise_thp(void *addr, size_t size, bool huge);
 

@@ -1,6 +1,7 @@
 /* Phase lifecycle: epochs, slab pool, per-thread arenas, thread exit, fork. */
 #include "phase.h"
 
+#include "check.h"
 #include "os.h"
 
 #include <zkalloc.h>
@@ -86,6 +87,7 @@ static void init_once_fn(void)
 	zk_g.min_bytes = (size_t)zk_g.opt[ZK_OPT_MIN_BYTES];
 	zk_g.promote_bytes = (size_t)zk_g.opt[ZK_OPT_PROMOTE_BYTES];
 	zk_g.small_resident = zk_g.opt[ZK_OPT_SMALL] == ZK_SMALL_RESIDENT;
+	zk_check_init();
 	/* Round the slab size up to the slab alignment. */
 	uint64_t s = zk_g.opt[ZK_OPT_SLAB_SIZE];
 	zk_g.opt[ZK_OPT_SLAB_SIZE] = (s + ZK_SLAB_ALIGN - 1) & ~(uint64_t)(ZK_SLAB_ALIGN - 1);
@@ -268,6 +270,8 @@ int zk_begin_phase(void)
 		pthread_mutex_unlock(&zk_g.lock);
 		return EBUSY;
 	}
+	if (__builtin_expect(zk_check_on, 0))
+		zk_check_begin();
 	if (!zk_g.region_tried)
 		reserve_regions_locked();
 	/* A phase block freed by plain free() may sit in this thread's cache
@@ -293,7 +297,10 @@ int zk_begin_phase(void)
 			}
 			s->arena_epoch = 0;
 		}
-		zk_slab_rewind(s);
+		if (__builtin_expect(zk_check_on, 0))
+			zk_check_retire(s); /* protect instead of reuse */
+		else
+			zk_slab_rewind(s);
 		if (s->state == ZK_SLAB_ORPHANED)
 			s->state = ZK_SLAB_FREE;
 	}

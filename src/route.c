@@ -8,6 +8,7 @@
  * sanitizer, another preloaded allocator or zkalloc's own drop-in library
  * may have replaced. mallocx/dallocx always reach jemalloc.
  */
+#include "check.h"
 #include "phase.h"
 
 #include <zkalloc.h>
@@ -53,6 +54,18 @@ static void *alloc_in_phase(size_t size, int flags)
 	return je_mallocx(size, flags);
 }
 
+/* Checked mode (check.h): the same, visible to zk_begin_phase, and the
+ * block tracked. */
+static void *checked_alloc_in_phase(size_t size, int flags)
+{
+	int t = zk_check_enter("an allocation", NULL, size);
+	void *p = alloc_in_phase(size, flags);
+	if (p != NULL && zk_owns(p))
+		zk_check_track(p, size);
+	zk_check_leave(t);
+	return p;
+}
+
 /* The one routing decision. size > 0. */
 static inline void *route_alloc(size_t size, int flags)
 {
@@ -60,15 +73,31 @@ static inline void *route_alloc(size_t size, int flags)
 	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)) ||
 	    (flags & FLAG_ARENA_MASK) != 0)
 		p = je_mallocx(size, flags);
-	else
+	else if (likely(!zk_check_on))
 		p = alloc_in_phase(size, flags);
+	else
+		p = checked_alloc_in_phase(size, flags);
 	if (unlikely(p == NULL))
 		errno = ENOMEM; /* mallocx does not set it */
 	return p;
 }
 
+/* Checked mode: verify (double free, earlier phase) and untrack before
+ * the address can be handed out again. */
+static void checked_free_phase(void *p)
+{
+	int t = zk_check_enter("zk_free", p, 0);
+	zk_check_untrack(p, zk_check_verify(p, "zk_free"));
+	je_dallocx(p, MALLOCX_TCACHE_NONE);
+	zk_check_leave(t);
+}
+
 static inline void free_phase(void *p)
 {
+	if (unlikely(zk_check_on)) {
+		checked_free_phase(p);
+		return;
+	}
 	/* Really free, bypassing the thread cache: the block is reused within
 	 * the phase, and no cache holds it when its arena is destroyed. */
 	je_dallocx(p, MALLOCX_TCACHE_NONE);
@@ -180,6 +209,24 @@ static void *promote(void *p, size_t size, int flags)
 	}
 	memcpy(q, p, old);
 	je_dallocx(p, 0);
+	if (unlikely(zk_check_on))
+		zk_check_track(q, size);
+	return q;
+}
+
+static void *checked_realloc_phase(zk_slab_t *s, void *p, size_t size,
+				   int flags)
+{
+	int t = zk_check_enter("zk_realloc", p, 0);
+	uint64_t gen = zk_check_verify(p, "zk_realloc");
+	void *q = realloc_phase(s, p, size, flags);
+	if (q != NULL) {
+		if (q != p)
+			zk_check_untrack(p, gen); /* no-op if reused since */
+		if (zk_owns(q))
+			zk_check_track(q, size);
+	}
+	zk_check_leave(t);
 	return q;
 }
 
@@ -198,7 +245,9 @@ void *zk_rallocx(void *p, size_t size, int flags)
 		size = 1;
 	zk_slab_t *s = zk_region_slab_of(&zk_g.region, p);
 	if (unlikely(s != NULL))
-		return realloc_phase(s, p, size, flags);
+		return likely(!zk_check_on) ? realloc_phase(s, p, size, flags)
+					    : checked_realloc_phase(s, p, size,
+								    flags);
 	if (wants_promotion(size, flags)) {
 		void *q = promote(p, size, flags);
 		if (q != NULL)
@@ -221,7 +270,9 @@ void *zk_realloc(void *p, size_t size)
 
 int zk_arena_flags(void)
 {
-	if (!atomic_load_explicit(&zk_g.active, memory_order_relaxed))
+	/* Checked mode tracks every phase block, so none may bypass zk_*. */
+	if (!atomic_load_explicit(&zk_g.active, memory_order_relaxed) ||
+	    unlikely(zk_check_on))
 		return 0;
 	return zk_phase_flags();
 }

@@ -1,0 +1,236 @@
+/*
+ * Threads x phases: more worker threads than slabs run hundreds of phases of
+ * random allocations across the phase threshold, frees, reallocs that cross
+ * size classes and cross-thread frees. Every block carries a canary pattern
+ * that is checked before every free, after every realloc and at phase end.
+ * Any wrong byte, NULL or phase pointer outside the region fails the test
+ * with the seed that reproduces it (ZK_STRESS_SEED).
+ */
+#include "stress_util.h"
+
+#include <zkalloc.h>
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAXLIVE 48  /* live blocks per thread */
+#define MAILBOX 8   /* blocks handed to the next thread per phase */
+
+typedef struct blk {
+	unsigned char *p;
+	size_t n;
+	uint64_t tag;
+} blk_t;
+
+typedef struct worker {
+	pthread_t th;
+	unsigned id;
+	uint64_t rng;
+	blk_t live[MAXLIVE];
+	blk_t mail[MAILBOX]; /* written by the previous thread */
+	unsigned nmail;
+} worker_t;
+
+static worker_t *workers;
+static unsigned nthreads, nphases, ops_per_round;
+static pthread_barrier_t bar;
+static _Atomic uint64_t corrupt, nulls, ops, phase_blocks, tag_seq;
+static uint64_t seed;
+static char first_error[256];
+static _Atomic int have_error;
+
+static void fail_once(const char *what, const blk_t *b, size_t at)
+{
+	atomic_fetch_add(&corrupt, 1);
+	int zero = 0;
+	if (atomic_compare_exchange_strong(&have_error, &zero, 1))
+		snprintf(first_error, sizeof(first_error),
+			 "%s: block %p size %zu tag %llu wrong at byte %zu",
+			 what, (void *)b->p, b->n, (unsigned long long)b->tag,
+			 at);
+}
+
+static void verify(const blk_t *b, const char *when)
+{
+	size_t at = su_check(b->p, b->n, b->tag);
+	if (at != SIZE_MAX)
+		fail_once(when, b, at);
+}
+
+/* Sizes from 16 B to 512 KiB, log-uniform, so both sides of the default
+ * 32 KiB threshold and many size classes are hit. */
+static size_t rand_size(uint64_t *r)
+{
+	unsigned lg = 4 + (unsigned)(su_next(r) % 16);
+	size_t n = (size_t)1 << lg;
+	return n + (size_t)(su_next(r) % n);
+}
+
+static void new_block(worker_t *w, blk_t *b)
+{
+	b->n = rand_size(&w->rng);
+	unsigned kind = (unsigned)(su_next(&w->rng) % 4);
+	if (kind == 0)
+		b->p = zk_calloc(1, b->n);
+	else if (kind == 1)
+		b->p = zk_aligned_alloc(64, b->n);
+	else
+		b->p = zk_malloc(b->n);
+	if (b->p == NULL) {
+		atomic_fetch_add(&nulls, 1);
+		b->n = 0;
+		return;
+	}
+	if (kind == 0)
+		for (size_t i = 0; i < b->n; i += 4093)
+			if (b->p[i] != 0)
+				fail_once("calloc not zero", b, i);
+	if (zk_owns(b->p))
+		atomic_fetch_add(&phase_blocks, 1);
+	b->tag = atomic_fetch_add(&tag_seq, 1) * 1000003u + seed;
+	su_fill(b->p, b->n, b->tag);
+}
+
+static void drop(blk_t *b, const char *when)
+{
+	if (b->p == NULL)
+		return;
+	verify(b, when);
+	zk_free(b->p);
+	b->p = NULL;
+}
+
+static void grow_or_shrink(worker_t *w, blk_t *b)
+{
+	verify(b, "before realloc");
+	size_t n = rand_size(&w->rng);
+	unsigned char *q = zk_realloc(b->p, n);
+	if (q == NULL) {
+		atomic_fetch_add(&nulls, 1);
+		return; /* b->p is untouched on failure */
+	}
+	blk_t moved = {q, b->n < n ? b->n : n, b->tag};
+	verify(&moved, "after realloc");
+	b->p = q;
+	b->n = n;
+	su_fill(b->p, b->n, b->tag);
+}
+
+static void round_of_ops(worker_t *w)
+{
+	for (unsigned k = 0; k < ops_per_round; k++) {
+		blk_t *b = &w->live[su_next(&w->rng) % MAXLIVE];
+		unsigned op = (unsigned)(su_next(&w->rng) % 8);
+		if (b->p == NULL)
+			new_block(w, b);
+		else if (op < 3)
+			drop(b, "before free");
+		else if (op < 6)
+			grow_or_shrink(w, b);
+		else
+			verify(b, "spot check");
+		atomic_fetch_add_explicit(&ops, 1, memory_order_relaxed);
+	}
+}
+
+/* Hand some live blocks to the next thread, which checks and frees them. */
+static void post_mail(worker_t *w)
+{
+	worker_t *to = &workers[(w->id + 1) % nthreads];
+	to->nmail = 0;
+	for (unsigned i = 0; i < MAXLIVE && to->nmail < MAILBOX; i += 5)
+		if (w->live[i].p != NULL) {
+			to->mail[to->nmail++] = w->live[i];
+			w->live[i].p = NULL;
+		}
+}
+
+static void *worker_main(void *arg)
+{
+	worker_t *w = arg;
+	for (unsigned ph = 0; ph < nphases; ph++) {
+		pthread_barrier_wait(&bar); /* main began the phase */
+		w->rng = seed ^ ((uint64_t)w->id << 32) ^ ph;
+		round_of_ops(w);
+		post_mail(w);
+		pthread_barrier_wait(&bar); /* mail posted */
+		for (unsigned i = 0; i < w->nmail; i++)
+			drop(&w->mail[i], "cross-thread free");
+		round_of_ops(w);
+		/* Phase end: every block checked; half freed, the rest
+		 * dropped unfreed, as a prover does at zk_begin_phase. */
+		for (unsigned i = 0; i < MAXLIVE; i++) {
+			blk_t *b = &w->live[i];
+			if (b->p == NULL)
+				continue;
+			verify(b, "phase end");
+			if (i % 2 || !zk_owns(b->p))
+				zk_free(b->p);
+			b->p = NULL;
+		}
+		pthread_barrier_wait(&bar); /* phase done */
+	}
+	return NULL;
+}
+
+START_TEST(threads_by_phases)
+{
+	seed = su_seed();
+	nthreads = su_scale(12, 8);
+	nphases = su_scale(300, 100);
+	ops_per_round = 60;
+	workers = calloc(nthreads, sizeof(*workers));
+	ck_assert_ptr_nonnull(workers);
+	pthread_barrier_init(&bar, NULL, nthreads + 1);
+	for (unsigned i = 0; i < nthreads; i++) {
+		workers[i].id = i;
+		ck_assert_int_eq(pthread_create(&workers[i].th, NULL,
+						worker_main, &workers[i]),
+				 0);
+	}
+	for (unsigned ph = 0; ph < nphases; ph++) {
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		pthread_barrier_wait(&bar);
+		pthread_barrier_wait(&bar);
+		pthread_barrier_wait(&bar);
+		zk_end_phase();
+	}
+	for (unsigned i = 0; i < nthreads; i++)
+		pthread_join(workers[i].th, NULL);
+	zk_stats_t st = {.size = sizeof(st)};
+	ck_assert_int_eq(zk_stats_get(&st), 0);
+	printf("stress: seed 0x%llx, %u threads, %u slabs, %u phases, %llu "
+	       "ops, %llu phase blocks, %llu overflows, %llu corruptions\n",
+	       (unsigned long long)seed, nthreads, st.nslabs, nphases,
+	       (unsigned long long)ops, (unsigned long long)phase_blocks,
+	       (unsigned long long)st.overflow_count,
+	       (unsigned long long)corrupt);
+	ck_assert_msg(corrupt == 0 && nulls == 0,
+		      "seed 0x%llx: %llu corruptions, %llu NULLs; first: %s",
+		      (unsigned long long)seed, (unsigned long long)corrupt,
+		      (unsigned long long)nulls, first_error);
+	ck_assert_uint_eq(st.epoch, nphases);
+	/* The test must have exercised both paths it claims to. */
+	ck_assert_uint_gt(phase_blocks, 0);
+	if (nthreads > st.nslabs)
+		ck_assert_uint_gt(st.overflow_count, 0);
+	free(workers);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("stress_phases");
+	TCase *tc = tcase_create("threads_by_phases");
+	tcase_set_timeout(tc, 0);
+	tcase_add_test(tc, threads_by_phases);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,144 @@
+/* Helpers shared by the stress suites. */
+#define _GNU_SOURCE
+#include "stress_util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+unsigned su_scale(unsigned ci, unsigned reduced)
+{
+#ifdef ZK_STRESS_REDUCED
+	unsigned n = reduced;
+	(void)ci;
+#else
+	unsigned n = ci;
+	(void)reduced;
+#endif
+	const char *s = getenv("ZK_STRESS_SCALE");
+	if (s != NULL && atoi(s) > 0)
+		n *= (unsigned)atoi(s);
+	return n ? n : 1;
+}
+
+uint64_t su_seed(void)
+{
+	const char *s = getenv("ZK_STRESS_SEED");
+	return s != NULL ? strtoull(s, NULL, 0) : 0x5eed2026ull;
+}
+
+/* A word per 8 bytes, derived from tag and the word's offset, so a block
+ * moved or overwritten by another block's pattern is told apart. A tail
+ * shorter than a word holds the word's first bytes: any prefix of a filled
+ * block checks as a block of that length (realloc shrinks). */
+static unsigned char tail_byte(size_t i, uint64_t tag)
+{
+	uint64_t w = (tag + (i & ~(size_t)7)) * 0x9E3779B97F4A7C15ull;
+	unsigned char b[8];
+	memcpy(b, &w, 8);
+	return b[i & 7];
+}
+
+void su_fill(void *p, size_t n, uint64_t tag)
+{
+	unsigned char *b = p;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = (tag + i) * 0x9E3779B97F4A7C15ull;
+		memcpy(b + i, &w, 8);
+	}
+	for (; i < n; i++)
+		b[i] = tail_byte(i, tag);
+}
+
+size_t su_check(const void *p, size_t n, uint64_t tag)
+{
+	const unsigned char *b = p;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = (tag + i) * 0x9E3779B97F4A7C15ull, v;
+		memcpy(&v, b + i, 8);
+		if (v != w)
+			return i;
+	}
+	for (; i < n; i++)
+		if (b[i] != tail_byte(i, tag))
+			return i;
+	return SIZE_MAX;
+}
+
+size_t su_rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, res = 0;
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &res) != 2)
+		res = 0;
+	fclose(f);
+	return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+int su_child(int (*fn)(void *), void *arg, const char *const *env, char *err,
+	     size_t errlen)
+{
+	int fd[2];
+	if (pipe(fd) != 0)
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(fd[0]);
+		dup2(fd[1], STDERR_FILENO);
+		close(fd[1]);
+		for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+			const char *eq = strchr(env[i], '=');
+			if (eq == NULL) {
+				unsetenv(env[i]);
+			} else {
+				char name[128];
+				snprintf(name, sizeof(name), "%.*s",
+					 (int)(eq - env[i]), env[i]);
+				setenv(name, eq + 1, 1);
+			}
+		}
+		alarm(120); /* a hang is a failure, not a stuck CI */
+		int rc = fn(arg);
+		fflush(NULL);
+		_exit(rc);
+	}
+	close(fd[1]);
+	size_t n = 0;
+	ssize_t r;
+	char sink[4096];
+	for (;;) {
+		char *dst = n + 1 < errlen ? err + n : sink;
+		size_t room = n + 1 < errlen ? errlen - 1 - n : sizeof(sink);
+		r = read(fd[0], dst, room);
+		if (r <= 0)
+			break;
+		if (dst != sink)
+			n += (size_t)r;
+	}
+	if (errlen > 0)
+		err[n] = '\0';
+	close(fd[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+unsigned su_count(const char *h, const char *needle)
+{
+	unsigned n = 0;
+	size_t len = strlen(needle);
+	for (const char *p = h; (p = strstr(p, needle)) != NULL; p += len)
+		n++;
+	return n;
+}

@@ -1,0 +1,42 @@
+/* Helpers shared by the stress, fault, bad-input and checked-mode suites. */
+#ifndef ZK_STRESS_UTIL_H
+#define ZK_STRESS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Workload size factor: 1 at CI size, smaller when meson builds with a
+ * sanitizer (ZK_STRESS_REDUCED), ZK_STRESS_SCALE=n multiplies (scripts/soak). */
+unsigned su_scale(unsigned ci, unsigned reduced);
+
+/* The base seed: ZK_STRESS_SEED, else a fixed default. Printed on failure. */
+uint64_t su_seed(void);
+
+/* splitmix64: a small deterministic generator. */
+static inline uint64_t su_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* Fill n bytes with the canary pattern of tag; check returns the index of
+ * the first wrong byte, or SIZE_MAX. */
+void su_fill(void *p, size_t n, uint64_t tag);
+size_t su_check(const void *p, size_t n, uint64_t tag);
+
+/* Resident set size in bytes (/proc/self/statm). */
+size_t su_rss(void);
+
+/* Run fn(arg) in a forked child with env ("NAME=value" set, "NAME" unset,
+ * NULL-terminated, may be NULL) applied first, stderr captured into err
+ * (NUL-terminated). Returns the exit status, or 128 + signal number. */
+int su_child(int (*fn)(void *), void *arg, const char *const *env, char *err,
+	     size_t errlen);
+
+/* Occurrences of needle in haystack. */
+unsigned su_count(const char *haystack, const char *needle);
+
+#endif
