@@ -178,19 +178,18 @@ typedef struct zk_stats {
 	size_t slab_size;  /* bytes per slab */
 	unsigned nslabs;   /* slabs in the region */
 	unsigned slabs_in_use; /* slabs held by live threads */
-	size_t resident_bytes; /* sum over slabs of the highest byte ever handed
-				  to jemalloc: an upper bound on resident slab
-				  memory, which is never returned to the OS */
-	size_t max_slab_high_water; /* the largest single slab's high-water
-				       mark: slab_size must exceed this */
-	size_t phase_bytes; /* bytes bumped from slabs in the current phase */
+	size_t resident_bytes; /* phase slab bytes resident now (mincore):
+				  touched pages, never returned to the OS */
+	size_t max_slab_resident; /* the most resident bytes of one slab: what
+				     one thread's phase really touched; keep
+				     slab_size well above it */
 	uint64_t overflow_count; /* in-phase large requests plain jemalloc
 				    served instead */
 	uint64_t overflow_bytes;
 	uint64_t arenas_created;   /* phase arenas created, all phases */
 	uint64_t arenas_destroyed; /* phase arenas destroyed by begin_phase */
 	uint64_t hook_zeroed_bytes; /* recycled bytes the hooks cleared */
-	size_t small_resident_bytes; /* ZK_ALLOC_SMALL=resident: high-water sum */
+	size_t small_resident_bytes; /* ZK_ALLOC_SMALL=resident: bytes resident */
 	uint64_t small_overflow_count; /* small requests its arenas refused */
 } zk_stats_t;
 

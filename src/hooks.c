@@ -66,6 +66,18 @@ static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 	return false;
 }
 
+static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size,
+			  size_t offset, size_t length, unsigned arena_ind)
+{
+	(void)size, (void)length, (void)arena_ind;
+	zk_slab_t *s = slab_of(h);
+	size_t off = (size_t)((char *)addr + offset - s->base);
+	if (!s->pregrowing || off < s->dirty_end)
+		return true;
+	COUNT(decommit);
+	return false;
+}
+
 static bool hook_split(extent_hooks_t *h, void *addr, size_t size,
 		       size_t size_a, size_t size_b, bool committed,
 		       unsigned arena_ind)
@@ -93,7 +105,7 @@ void zk_hooks_init(extent_hooks_t *h)
 	    .dalloc = NULL,
 	    .destroy = hook_destroy_noop,
 	    .commit = hook_commit,
-	    .decommit = NULL,
+	    .decommit = hook_decommit,
 	    .purge_lazy = NULL,
 	    .purge_forced = NULL,
 	    .split = hook_split,

@@ -12,8 +12,13 @@
  *   destroy      succeeds and does nothing: the slab is rewound wholesale.
  *   commit       succeeds: slab memory is always committed (recycled bytes
  *                are cleared first, since success promises zeroed memory).
- *   decommit, purge_lazy, purge_forced   NULL: refused, pages stay resident
- *                (even under arena.<i>.purge).
+ *   decommit     refused, so pages stay resident (even under
+ *                arena.<i>.purge) -- except while phase.c pregrows a new
+ *                arena (slab.pregrowing) and the range was never handed
+ *                out before: those pages are still kernel zero pages, so
+ *                "decommitted, reads as zero" is true, and jemalloc keeps
+ *                the block as zeroed instead of clearing it for calloc.
+ *   purge_lazy, purge_forced   NULL: refused, pages stay resident.
  *   split, merge succeed: the slab is one contiguous range.
  * The hooks run on any thread; the only shared state they touch is the
  * slab's atomic bump pointer and the counters below.
@@ -34,6 +39,7 @@ typedef struct zk_hook_counters {
 	_Atomic uint64_t alloc_fresh;  /* alloc calls served all from fresh pages */
 	_Atomic uint64_t zeroed_bytes; /* recycled bytes cleared on request */
 	_Atomic uint64_t commit;
+	_Atomic uint64_t decommit;     /* decommits accepted (pregrow only) */
 	_Atomic uint64_t destroy;
 	_Atomic uint64_t split;
 	_Atomic uint64_t merge;

@@ -42,6 +42,28 @@ int zk_os_protect(void *addr, size_t size, bool access)
 	return mprotect(addr, size, prot) == 0 ? 0 : errno;
 }
 
+int zk_os_resident(const void *addr, size_t size, size_t *out)
+{
+	/* A fixed vector, walked in chunks: callers may hold locks and run
+	 * inside malloc, so nothing is allocated. */
+	static _Thread_local unsigned char vec[4096];
+	size_t page = zk_os_page_size(), pages = 0;
+	const char *p = addr;
+	while (size > 0) {
+		size_t n = size / page < sizeof(vec) ? size / page : sizeof(vec);
+		if (n == 0)
+			break;
+		if (mincore((void *)p, n * page, vec) != 0)
+			return errno;
+		for (size_t i = 0; i < n; i++)
+			pages += vec[i] & 1;
+		p += n * page;
+		size -= n * page;
+	}
+	*out = pages * page;
+	return 0;
+}
+
 int zk_os_advise_thp(void *addr, size_t size, bool huge)
 {
 	return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0

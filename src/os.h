@@ -21,6 +21,10 @@ int zk_os_release(void *addr, size_t size);
  * (access = true) or inaccessible (checked mode's stale phase memory). */
 int zk_os_protect(void *addr, size_t size, bool access);
 
+/* Count the bytes of a page-aligned range that are resident in memory now
+ * (mincore). Does not allocate. Returns 0 or the mincore errno. */
+int zk_os_resident(const void *addr, size_t size, size_t *out);
+
 /* Ask for (huge = true) or against transparent huge pages on a range. */
 int zk_os_advise_thp(void *addr, size_t size, bool huge);
 

@@ -88,6 +88,10 @@ static void init_once_fn(void)
 	zk_g.promote_bytes = (size_t)zk_g.opt[ZK_OPT_PROMOTE_BYTES];
 	zk_g.small_resident = zk_g.opt[ZK_OPT_SMALL] == ZK_SMALL_RESIDENT;
 	zk_check_init();
+	const char *junk = "false";
+	size_t jlen = sizeof(junk);
+	zk_g.pregrow_ok = je_mallctl("opt.junk", &junk, &jlen, NULL, 0) != 0 ||
+			  strcmp(junk, "false") == 0;
 	/* Round the slab size up to the slab alignment. */
 	uint64_t s = zk_g.opt[ZK_OPT_SLAB_SIZE];
 	zk_g.opt[ZK_OPT_SLAB_SIZE] = (s + ZK_SLAB_ALIGN - 1) & ~(uint64_t)(ZK_SLAB_ALIGN - 1);
@@ -151,6 +155,41 @@ static int arena_create(zk_slab_t *s, ssize_t decay, unsigned *ind)
 	}
 	atomic_fetch_add_explicit(&zk_g.arenas_created, 1, memory_order_relaxed);
 	return 0;
+}
+
+/*
+ * Give a new phase arena most of its slab as one retained extent. jemalloc
+ * (opt.retain) never merges extents that came from different alloc-hook
+ * calls, so an arena that grows chunk by chunk can reuse a freed block only
+ * for requests that fit inside its chunk: a phase would need more than its
+ * live peak. One extent split on demand lets freed neighbours coalesce. The
+ * block is allocated, freed and purged: the purge hooks refuse, so jemalloc
+ * keeps it as retained (pages untouched, nothing faulted). The rest of the
+ * slab stays for the arena's metadata. jemalloc rounds sizes up to its
+ * classes, so a few sizes are tried; a refused try costs one hook call.
+ */
+static void pregrow(zk_slab_t *s, unsigned ind)
+{
+	/* With junk filling jemalloc would write, and fault in, the block. */
+	if (!zk_g.pregrow_ok)
+		return;
+	size_t avail = s->size - zk_slab_used(s);
+	size_t keep = avail / 32 > ((size_t)8 << 20) ? avail / 32 : (size_t)8 << 20;
+	if (avail < 4 * keep)
+		return;
+	int flags = MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE;
+	for (size_t want = avail - keep; want >= avail / 2; want -= want / 16) {
+		void *p = je_mallocx(want, flags);
+		if (p == NULL)
+			continue;
+		je_dallocx(p, MALLOCX_TCACHE_NONE);
+		char name[64];
+		snprintf(name, sizeof(name), "arena.%u.purge", ind);
+		s->pregrowing = true;
+		je_mallctl(name, NULL, NULL, NULL, 0);
+		s->pregrowing = false;
+		return;
+	}
 }
 
 /* Destroy a phase arena so its slab can be rewound. */
@@ -221,6 +260,7 @@ int zk_phase_flags_slow(uint64_t epoch)
 		}
 		s->arena_ind = ind;
 		s->arena_epoch = epoch;
+		pregrow(s, ind);
 	}
 	flags = MALLOCX_ARENA(s->arena_ind) | MALLOCX_TCACHE_NONE;
 out:

@@ -25,6 +25,7 @@ typedef struct zk_global {
 	size_t min_bytes;
 	size_t promote_bytes;
 	bool small_resident;
+	bool pregrow_ok;         /* jemalloc does not junk-fill (opt.junk) */
 	zk_region_t region;      /* phase slabs; base NULL if not reserved */
 	zk_region_t small;       /* ZK_ALLOC_SMALL=resident slabs */
 	bool region_tried;       /* reservation attempted (warned on failure) */

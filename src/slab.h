@@ -44,6 +44,10 @@ typedef struct zk_slab {
 	/* Whether zk_slab_rewind is allowed (phase slabs) or not (the
 	 * ZK_ALLOC_SMALL=resident slabs, whose arenas live forever). */
 	bool rewindable;
+	/* Set by phase.c (under its lock) only while it hands a new arena its
+	 * slab as one block: then, and only for never-written pages, the
+	 * decommit hook may report success (see hooks.h). */
+	bool pregrowing;
 
 	/* Phase bookkeeping: owned by phase.c, written under its lock. */
 	zk_slab_state_t state;

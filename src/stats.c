@@ -1,5 +1,6 @@
 /* zk_stats_get: a versioned snapshot of zkalloc's counters. */
 #include "hooks.h"
+#include "os.h"
 #include "phase.h"
 
 #include <zkalloc.h>
@@ -8,6 +9,13 @@
 #include <string.h>
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* Resident bytes of the part of a slab ever handed to jemalloc. */
+static size_t resident(const zk_slab_t *sl)
+{
+	size_t n = 0;
+	return zk_os_resident(sl->base, zk_slab_high_water(sl), &n) == 0 ? n : 0;
+}
 
 int zk_stats_get(zk_stats_t *out)
 {
@@ -28,15 +36,14 @@ int zk_stats_get(zk_stats_t *out)
 	s.nslabs = (unsigned)zk_g.opt[ZK_OPT_NSLABS];
 	for (unsigned i = 0; i < zk_g.region.nslabs; i++) {
 		const zk_slab_t *sl = &zk_g.region.slabs[i];
-		size_t hw = zk_slab_high_water(sl);
+		size_t res = resident(sl);
 		s.slabs_in_use += sl->state == ZK_SLAB_OWNED;
-		s.resident_bytes += hw;
-		if (hw > s.max_slab_high_water)
-			s.max_slab_high_water = hw;
-		s.phase_bytes += zk_slab_used(sl);
+		s.resident_bytes += res;
+		if (res > s.max_slab_resident)
+			s.max_slab_resident = res;
 	}
 	for (unsigned i = 0; i < zk_g.small.nslabs; i++)
-		s.small_resident_bytes += zk_slab_high_water(&zk_g.small.slabs[i]);
+		s.small_resident_bytes += resident(&zk_g.small.slabs[i]);
 	pthread_mutex_unlock(&zk_g.lock);
 	s.overflow_count = LOAD(zk_g.overflow_count);
 	s.overflow_bytes = LOAD(zk_g.overflow_bytes);

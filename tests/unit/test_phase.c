@@ -1,0 +1,408 @@
+/* phase.c: begin/end, the scope form, the slab pool across threads, thread
+ * exit, page reuse, thread caches, a refused reservation. */
+#define _GNU_SOURCE
+#include "phase.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <zkalloc.h>
+
+#define MiB ((size_t)1 << 20)
+
+static void teardown(void)
+{
+	zk_end_phase();
+}
+
+static zk_stats_t stats(void)
+{
+	zk_stats_t s = {.size = sizeof(s)};
+	ck_assert_int_eq(zk_stats_get(&s), 0);
+	return s;
+}
+
+START_TEST(begin_end_active_epoch)
+{
+	ck_assert(!zk_phase_active());
+	uint64_t e = zk_phase_epoch();
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	ck_assert(zk_phase_active());
+	ck_assert_uint_eq(zk_phase_epoch(), e + 1);
+	ck_assert_int_eq(zk_end_phase(), 0);
+	ck_assert_int_eq(zk_end_phase(), 0); /* idempotent */
+	ck_assert(!zk_phase_active());
+	ck_assert_uint_eq(zk_phase_epoch(), e + 1);
+}
+END_TEST
+
+START_TEST(nested_begin_is_ebusy_and_changes_nothing)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *p = zk_malloc(4 * MiB);
+	ck_assert(zk_owns(p));
+	tu_fill(p, 4 * MiB, 11);
+	uint64_t e = zk_phase_epoch();
+	size_t used = zk_slab_used(zk_tls.slab);
+	uint64_t destroyed = atomic_load(&zk_g.arenas_destroyed);
+	ck_assert_int_eq(zk_begin_phase(), EBUSY);
+	ck_assert(zk_phase_active());
+	ck_assert_uint_eq(zk_phase_epoch(), e);
+	ck_assert_uint_eq(zk_slab_used(zk_tls.slab), used);
+	ck_assert_uint_eq(atomic_load(&zk_g.arenas_destroyed), destroyed);
+	ck_assert_uint_eq(tu_check(p, 4 * MiB, 11), SIZE_MAX);
+	/* the arena still serves: a new block does not overlap the old one */
+	char *q = zk_malloc(4 * MiB);
+	ck_assert(zk_owns(q));
+	ck_assert(q >= p + 4 * MiB || q + 4 * MiB <= p);
+	zk_free(q);
+	zk_free(p);
+}
+END_TEST
+
+START_TEST(memory_stays_valid_after_end)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *p = zk_malloc(2 * MiB);
+	tu_fill(p, 2 * MiB, 3);
+	zk_end_phase();
+	ck_assert(zk_owns(p));
+	ck_assert_uint_eq(tu_check(p, 2 * MiB, 3), SIZE_MAX);
+	/* outside a phase, large requests are ordinary memory */
+	void *o = zk_malloc(2 * MiB);
+	ck_assert(!zk_owns(o));
+	zk_free(o);
+	/* a phase block may still grow and be freed after the end */
+	p = zk_realloc(p, 3 * MiB);
+	ck_assert(zk_owns(p));
+	ck_assert_uint_eq(tu_check(p, 2 * MiB, 3), SIZE_MAX);
+	zk_free(p);
+}
+END_TEST
+
+static int scope_ends_on_return(void)
+{
+	ZK_PHASE
+	{
+		if (!zk_phase_active())
+			return -1;
+		return zk_phase_rc;
+	}
+	return -2;
+}
+
+START_TEST(scope_form_ends_on_every_exit)
+{
+	uint64_t e = zk_phase_epoch();
+	ZK_PHASE
+	{
+		ck_assert_int_eq(zk_phase_rc, 0);
+		ck_assert(zk_phase_active());
+	}
+	ck_assert(!zk_phase_active());
+	for (int i = 0; i < 3; i++) {
+		ZK_PHASE
+		{
+			if (i == 1)
+				break; /* leaves the phase block only */
+			ck_assert(zk_phase_active());
+		}
+		ck_assert(!zk_phase_active());
+	}
+	ck_assert_int_eq(scope_ends_on_return(), 0);
+	ck_assert(!zk_phase_active());
+	ZK_PHASE
+	{
+		goto out;
+	}
+out:
+	ck_assert(!zk_phase_active());
+	ck_assert_uint_eq(zk_phase_epoch(), e + 6);
+	/* nested: the inner block runs in the outer phase and leaves it on */
+	ZK_PHASE
+	{
+		ZK_PHASE
+		{
+			ck_assert_int_eq(zk_phase_rc, EBUSY);
+		}
+		ck_assert(zk_phase_active());
+	}
+	ck_assert(!zk_phase_active());
+}
+END_TEST
+
+static long phase_faults(void)
+{
+	long f0 = tu_minor_faults();
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *a[6];
+	for (int i = 0; i < 6; i++) {
+		a[i] = zk_malloc((size_t)(i + 1) * 4 * MiB);
+		ck_assert(zk_owns(a[i]));
+		memset(a[i], i, (size_t)(i + 1) * 4 * MiB);
+	}
+	for (int i = 0; i < 6; i += 2)
+		zk_free(a[i]);
+	char *b = zk_calloc(1, 20 * MiB);
+	memset(b, 9, 20 * MiB);
+	zk_free(b);
+	for (int i = 1; i < 6; i += 2)
+		zk_free(a[i]);
+	zk_end_phase();
+	return tu_minor_faults() - f0;
+}
+
+START_TEST(repeated_phase_reuses_resident_pages)
+{
+	long first = phase_faults();
+	ck_assert_int_gt(first, 20000); /* ~100 MiB of fresh pages */
+	/* The second phase clears the arena's 2 MiB base block, which jemalloc
+	 * asks for zeroed and had only partly touched (~500 faults, once);
+	 * after that a phase should fault almost nothing. */
+	for (int i = 0; i < 4; i++) {
+		long again = phase_faults();
+		ck_assert_msg(again * (i == 0 ? 20 : 100) < first,
+			      "phase %d: %ld faults vs %ld in the first", i + 2,
+			      again, first);
+	}
+}
+END_TEST
+
+/* A phase block freed through the thread cache (plain free()/je_free()) must
+ * never come back from ordinary malloc once its arena is destroyed. */
+START_TEST(cached_free_never_leaks_into_next_phase)
+{
+	size_t min = zk_g.min_bytes;
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	min = zk_g.min_bytes;
+	void *p[64];
+	for (int i = 0; i < 64; i++) {
+		p[i] = zk_malloc(min);
+		ck_assert(zk_owns(p[i]));
+	}
+	for (int i = 0; i < 64; i++)
+		je_dallocx(p[i], 0); /* thread cache allowed, as free() does */
+	zk_end_phase();
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	zk_end_phase();
+	for (int i = 0; i < 4096; i++) {
+		void *q = je_mallocx(min, 0);
+		ck_assert_msg(!zk_owns(q), "a destroyed phase block came back");
+		je_dallocx(q, 0);
+	}
+}
+END_TEST
+
+/* Page-tracking canaries across threads and phases. */
+#define NT 4
+static pthread_barrier_t bar;
+static _Atomic long corruptions;
+
+static void *canary_worker(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	for (int ph = 0; ph < 40; ph++) {
+		pthread_barrier_wait(&bar); /* phase begun */
+		enum { N = 24 };
+		char *blk[N] = {0};
+		size_t len[N] = {0};
+		for (int k = 0; k < 100; k++) {
+			int j = rand_r(&seed) % N;
+			if (blk[j] != NULL) {
+				if (tu_check(blk[j], len[j], (uintptr_t)blk[j]) != SIZE_MAX)
+					corruptions++;
+				zk_free(blk[j]);
+			}
+			/* sizes on both sides of the threshold */
+			len[j] = rand_r(&seed) % 4 == 0 ? 16 + rand_r(&seed) % 8192
+							: 16384 + rand_r(&seed) % (192 << 10);
+			blk[j] = zk_malloc(len[j]);
+			tu_fill(blk[j], len[j], (uintptr_t)blk[j]);
+		}
+		for (int j = 0; j < N; j++)
+			if (blk[j] != NULL) {
+				if (tu_check(blk[j], len[j], (uintptr_t)blk[j]) != SIZE_MAX)
+					corruptions++;
+				zk_free(blk[j]);
+			}
+		pthread_barrier_wait(&bar); /* done with the phase */
+	}
+	return NULL;
+}
+
+START_TEST(threads_over_phases_keep_data_intact)
+{
+	pthread_t t[NT];
+	pthread_barrier_init(&bar, NULL, NT + 1);
+	for (uintptr_t i = 0; i < NT; i++)
+		pthread_create(&t[i], NULL, canary_worker, (void *)(i + 1));
+	for (int ph = 0; ph < 40; ph++) {
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		pthread_barrier_wait(&bar);
+		pthread_barrier_wait(&bar);
+		zk_end_phase();
+	}
+	for (int i = 0; i < NT; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_int_eq(corruptions, 0);
+	zk_stats_t s = stats();
+	ck_assert_uint_eq(s.overflow_count, 0);
+	ck_assert_uint_ge(s.arenas_created, NT * 40);
+}
+END_TEST
+
+/* Region refused: everything still works through plain jemalloc. */
+static int refused_child(void)
+{
+	struct rlimit rl = {.rlim_cur = (rlim_t)8 << 30, .rlim_max = (rlim_t)8 << 30};
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		return 90;
+	if (zk_begin_phase() != 0)
+		return 91;
+	char *p = zk_malloc(64 * MiB);
+	if (p == NULL || zk_owns(p))
+		return 92;
+	tu_fill(p, 64 * MiB, 5);
+	if (tu_check(p, 64 * MiB, 5) != SIZE_MAX)
+		return 93;
+	zk_free(p);
+	zk_end_phase();
+	if (zk_begin_phase() != 0 || zk_malloc(MiB) == NULL)
+		return 94;
+	zk_stats_t s = {.size = sizeof(s)};
+	zk_stats_get(&s);
+	if (s.region_reserved || s.overflow_count != 2 ||
+	    s.overflow_bytes != 65 * MiB)
+		return 95;
+	return 0;
+}
+
+START_TEST(refused_reservation_warns_once_and_works)
+{
+	char err[4096];
+	const char *env[] = {"ZK_ALLOC_SLAB_GB=8", "ZK_ALLOC_SLABS=4", NULL};
+	ck_assert_int_eq(tu_run_child(refused_child, env, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "cannot reserve the phase region"), "%s", err);
+	ck_assert_ptr_null(strstr(strstr(err, "zkalloc") + 1, "zkalloc"));
+}
+END_TEST
+
+/* --- ZK_TEST_MODE=few_slabs (run with ZK_ALLOC_SLABS=2) ------------------ */
+
+static void *take_and_fill(void *arg)
+{
+	char **out = arg;
+	*out = zk_malloc(4 * MiB);
+	tu_fill(*out, 4 * MiB, (uintptr_t)out);
+	return NULL;
+}
+
+START_TEST(more_threads_than_slabs)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *blk[6];
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++)
+		pthread_create(&t[i], NULL, take_and_fill, &blk[i]);
+	for (int i = 0; i < 6; i++)
+		pthread_join(t[i], NULL);
+	int owned = 0;
+	for (int i = 0; i < 6; i++) {
+		owned += zk_owns(blk[i]);
+		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
+	}
+	ck_assert_int_eq(owned, 2);
+	zk_stats_t s = stats();
+	ck_assert_uint_eq(s.overflow_count, 4);
+	ck_assert_uint_eq(s.overflow_bytes, 16 * MiB);
+	/* the threads have exited: their slabs return at the next begin */
+	ck_assert_uint_eq(s.slabs_in_use, 0);
+	for (int i = 0; i < 6; i++)
+		zk_free(blk[i]);
+	zk_end_phase();
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	for (int i = 0; i < 6; i++)
+		pthread_create(&t[i], NULL, take_and_fill, &blk[i]);
+	for (int i = 0; i < 6; i++)
+		pthread_join(t[i], NULL);
+	owned = 0;
+	for (int i = 0; i < 6; i++)
+		owned += zk_owns(blk[i]);
+	ck_assert_int_eq(owned, 2); /* not 0: exited threads' slabs came back */
+}
+END_TEST
+
+START_TEST(exited_thread_memory_valid_until_next_begin)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *a, *b;
+	pthread_t t;
+	pthread_create(&t, NULL, take_and_fill, &a);
+	pthread_join(t, NULL);
+	pthread_create(&t, NULL, take_and_fill, &b);
+	pthread_join(t, NULL);
+	ck_assert(zk_owns(a) && zk_owns(b));
+	/* both slabs are orphaned, not free: a third thread overflows */
+	char *c = zk_malloc(4 * MiB);
+	ck_assert(!zk_owns(c));
+	ck_assert_uint_eq(tu_check(a, 4 * MiB, (uintptr_t)&a), SIZE_MAX);
+	ck_assert_uint_eq(tu_check(b, 4 * MiB, (uintptr_t)&b), SIZE_MAX);
+	zk_free(a); /* another thread may free it */
+	zk_free(c);
+	zk_end_phase();
+	ck_assert_uint_eq(tu_check(b, 4 * MiB, (uintptr_t)&b), SIZE_MAX);
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	c = zk_malloc(4 * MiB);
+	ck_assert(zk_owns(c));
+	zk_free(c);
+}
+END_TEST
+
+static Suite *default_suite(void)
+{
+	Suite *s = suite_create("phase");
+	TCase *tc = tcase_create("lifecycle");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, begin_end_active_epoch);
+	tcase_add_test(tc, nested_begin_is_ebusy_and_changes_nothing);
+	tcase_add_test(tc, memory_stays_valid_after_end);
+	tcase_add_test(tc, scope_form_ends_on_every_exit);
+	tcase_add_test(tc, repeated_phase_reuses_resident_pages);
+	tcase_add_test(tc, cached_free_never_leaks_into_next_phase);
+	tcase_add_test(tc, refused_reservation_warns_once_and_works);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("threads");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, threads_over_phases_keep_data_intact);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static Suite *few_slabs_suite(void)
+{
+	Suite *s = suite_create("phase-few-slabs");
+	TCase *tc = tcase_create("pool");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, more_threads_than_slabs);
+	tcase_add_test(tc, exited_thread_memory_valid_until_next_begin);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	const char *mode = getenv("ZK_TEST_MODE");
+	Suite *s = mode && strcmp(mode, "few_slabs") == 0 ? few_slabs_suite()
+							  : default_suite();
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
