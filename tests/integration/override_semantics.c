@@ -1,0 +1,409 @@
+/*
+ * The drop-in library, linked in (not preloaded): glibc/POSIX semantics of
+ * every malloc-family export, their routing into phase memory, mallctl's
+ * split between zk.* and jemalloc, threads and fork.
+ */
+#define _GNU_SOURCE
+#include <zkalloc.h>
+
+#include <check.h>
+#include <jemalloc/jemalloc.h>
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB ((size_t)1 << 20)
+static void *const SENTINEL = (void *)(uintptr_t)0x5a5a5a5a;
+
+/* The compiler knows malloc's contract and may fold calls away; these
+ * volatile sizes keep every call real. */
+static volatile size_t v_zero = 0, v_huge = SIZE_MAX;
+
+START_TEST(malloc_zero_is_unique)
+{
+	void *a = malloc(v_zero), *b = malloc(v_zero);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	free(a);
+	free(b);
+	free(NULL); /* no-op */
+}
+END_TEST
+
+START_TEST(malloc_failure_sets_enomem)
+{
+	errno = 0;
+	ck_assert_ptr_null(malloc(v_huge));
+	ck_assert_int_eq(errno, ENOMEM);
+	errno = 0;
+	ck_assert_ptr_null(malloc(v_huge / 2 + 1));
+	ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+START_TEST(calloc_overflow_and_zero)
+{
+	errno = 0;
+	ck_assert_ptr_null(calloc(v_huge / 2 + 1, 2));
+	ck_assert_int_eq(errno, ENOMEM);
+	errno = 0;
+	ck_assert_ptr_null(calloc(2, v_huge / 2 + 1));
+	ck_assert_int_eq(errno, ENOMEM);
+	void *a = calloc(v_zero, 16), *b = calloc(16, v_zero);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	free(a);
+	free(b);
+	unsigned char *c = calloc(1000, 10);
+	ck_assert_ptr_nonnull(c);
+	for (int i = 0; i < 10000; i++)
+		ck_assert_int_eq(c[i], 0);
+	free(c);
+}
+END_TEST
+
+START_TEST(posix_memalign_einval_leaves_out)
+{
+	size_t bad[] = {0, 1, 3, 4, sizeof(void *) / 2, 24, 48, 4095};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		void *out = SENTINEL;
+		errno = 0;
+		ck_assert_int_eq(posix_memalign(&out, bad[i], 64), EINVAL);
+		ck_assert_ptr_eq(out, SENTINEL);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	void *out = SENTINEL;
+	ck_assert_int_eq(posix_memalign(&out, 8, 64), 0);
+	ck_assert_ptr_ne(out, SENTINEL);
+	free(out);
+	out = SENTINEL;
+	ck_assert_int_eq(posix_memalign(&out, 4096, v_huge - 8192), ENOMEM);
+	ck_assert_ptr_eq(out, SENTINEL);
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_eq(posix_memalign(&out, 256, v_zero), 0);
+	ck_assert_ptr_ne(out, SENTINEL);
+	ck_assert_uint_eq((uintptr_t)out % 256, 0);
+	free(out);
+}
+END_TEST
+
+START_TEST(realloc_glibc_semantics)
+{
+	/* realloc(NULL, 0) is malloc(0): a unique pointer. */
+	void *z = realloc(NULL, v_zero);
+	ck_assert_ptr_nonnull(z);
+	/* realloc(p, 0) frees p and returns NULL (glibc). */
+	ck_assert_ptr_null(realloc(z, v_zero));
+
+	char *p = malloc(100);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 'x', 100);
+	errno = 0;
+	ck_assert_ptr_null(realloc(p, v_huge));
+	ck_assert_int_eq(errno, ENOMEM);
+	for (int i = 0; i < 100; i++) /* p is untouched */
+		ck_assert_int_eq(p[i], 'x');
+	char *q = realloc(p, 100000);
+	ck_assert_ptr_nonnull(q);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(q[i], 'x');
+	q = realloc(q, 10);
+	ck_assert_int_eq(q[9], 'x');
+	free(q);
+}
+END_TEST
+
+START_TEST(reallocarray_overflow)
+{
+	int *p = reallocarray(NULL, 10, sizeof(int));
+	ck_assert_ptr_nonnull(p);
+	for (int i = 0; i < 10; i++)
+		p[i] = i;
+	errno = 0;
+	ck_assert_ptr_null(reallocarray(p, v_huge / 2, sizeof(int)));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_eq(p[9], 9);
+	p = reallocarray(p, 1000, sizeof(int));
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p[9], 9);
+	free(p);
+}
+END_TEST
+
+START_TEST(aligned_family)
+{
+	void *a = aligned_alloc(64, 100);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_uint_eq((uintptr_t)a % 64, 0);
+	free(a);
+	size_t bad[] = {0, 3, 24, 1000};
+	for (size_t i = 0; i < 4; i++) {
+		errno = 0;
+		ck_assert_ptr_null(aligned_alloc(bad[i], 64));
+		ck_assert_int_eq(errno, EINVAL);
+	}
+
+	/* memalign: glibc rounds a non-power-of-two alignment up. */
+	void *m = memalign(24, 10);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq((uintptr_t)m % 32, 0);
+	free(m);
+	m = memalign(3, 10);
+	ck_assert_ptr_nonnull(m);
+	free(m);
+	m = memalign(4096, 1);
+	ck_assert_uint_eq((uintptr_t)m % 4096, 0);
+	free(m);
+	errno = 0;
+	ck_assert_ptr_null(memalign(v_huge, 1));
+	ck_assert_int_eq(errno, EINVAL);
+
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *v = valloc(1);
+	ck_assert_uint_eq((uintptr_t)v % page, 0);
+	free(v);
+	void *pv = pvalloc(1);
+	ck_assert_uint_eq((uintptr_t)pv % page, 0);
+	ck_assert_uint_ge(malloc_usable_size(pv), page);
+	free(pv);
+	pv = pvalloc(0);
+	ck_assert_ptr_nonnull(pv);
+	free(pv);
+	errno = 0;
+	ck_assert_ptr_null(pvalloc(v_huge));
+	ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+START_TEST(usable_size)
+{
+	ck_assert_uint_eq(malloc_usable_size(NULL), 0);
+	for (size_t n = 1; n < (8 * MiB); n = n * 3 + 1) {
+		void *p = malloc(n);
+		ck_assert_uint_ge(malloc_usable_size(p), n);
+		free(p);
+	}
+}
+END_TEST
+
+/* glibc functions that allocate internally must pair with our free. */
+START_TEST(libc_internal_allocations)
+{
+	char *s = strdup("zkalloc");
+	ck_assert_str_eq(s, "zkalloc");
+	free(s);
+	char *a = NULL;
+	ck_assert_int_gt(asprintf(&a, "%d-%s", 42, "x"), 0);
+	ck_assert_str_eq(a, "42-x");
+	free(a);
+	FILE *f = tmpfile();
+	ck_assert_ptr_nonnull(f);
+	fputs("line one\nline two\n", f);
+	rewind(f);
+	char *line = NULL;
+	size_t cap = 0;
+	ck_assert_int_eq(getline(&line, &cap, f), 9);
+	free(line);
+	fclose(f);
+}
+END_TEST
+
+/* ----------------------------------------------------- phase routing */
+
+START_TEST(family_routes_into_phase)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	void *blocks[8];
+	blocks[0] = malloc(MiB);
+	blocks[1] = calloc(MiB, 2);
+	blocks[2] = aligned_alloc(4096, MiB);
+	blocks[3] = memalign(1 << 16, MiB);
+	blocks[4] = valloc(MiB);
+	blocks[5] = pvalloc(MiB + 1);
+	ck_assert_int_eq(posix_memalign(&blocks[6], 2 * MiB, 4 * MiB), 0);
+	blocks[7] = reallocarray(NULL, MiB, 3);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_msg(blocks[i] && zk_owns(blocks[i]),
+			      "block %d %p is not phase memory", i, blocks[i]);
+		ck_assert_uint_ge(malloc_usable_size(blocks[i]), MiB);
+	}
+	ck_assert_uint_eq((uintptr_t)blocks[3] % (1 << 16), 0);
+	ck_assert_uint_eq((uintptr_t)blocks[5] % page, 0);
+	ck_assert_uint_eq((uintptr_t)blocks[6] % (2 * MiB), 0);
+	void *small = malloc(100);
+	ck_assert(!zk_owns(small));
+	free(small);
+
+	/* realloc keeps a phase block in the phase. */
+	memset(blocks[0], 7, MiB);
+	blocks[0] = realloc(blocks[0], 16 * MiB);
+	ck_assert(zk_owns(blocks[0]));
+	ck_assert_int_eq(((char *)blocks[0])[MiB - 1], 7);
+	/* realloc(phase, 0) frees it. */
+	ck_assert_ptr_null(realloc(blocks[0], v_zero));
+	for (int i = 1; i < 8; i++)
+		free(blocks[i]);
+	ck_assert_int_eq(zk_end_phase(), 0);
+
+	void *outside = malloc(MiB);
+	ck_assert(!zk_owns(outside));
+	free(outside);
+}
+END_TEST
+
+/* calloc on recycled phase pages still reads zero. */
+START_TEST(calloc_after_reuse_is_zero)
+{
+	for (int phase = 0; phase < 3; phase++) {
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		unsigned char *p = calloc(4, MiB);
+		ck_assert(zk_owns(p));
+		for (size_t i = 0; i < 4 * MiB; i += 511)
+			ck_assert_msg(p[i] == 0, "phase %d byte %zu", phase, i);
+		memset(p, 0xff, 4 * MiB);
+		free(p);
+		zk_end_phase();
+	}
+}
+END_TEST
+
+START_TEST(mallctl_split)
+{
+	ck_assert_int_eq(mallctl("zk.phase.begin", NULL, NULL, NULL, 0), 0);
+	ck_assert_int_eq(mallctl("zk.phase.begin", NULL, NULL, NULL, 0), EBUSY);
+	bool active = false;
+	size_t len = sizeof(active);
+	ck_assert_int_eq(mallctl("zk.phase.active", &active, &len, NULL, 0), 0);
+	ck_assert(active);
+	void *p = malloc(2 * MiB); /* the arena is created through mallctl */
+	ck_assert(zk_owns(p));
+	free(p);
+	ck_assert_int_eq(mallctl("zk.phase.end", NULL, NULL, NULL, 0), 0);
+	ck_assert_int_eq(mallctl("zk.nope", NULL, NULL, NULL, 0), ENOENT);
+	ck_assert_int_eq(mallctl(NULL, NULL, NULL, NULL, 0), EFAULT);
+
+	size_t tcache_max = 0;
+	len = sizeof(tcache_max);
+	ck_assert_int_eq(
+	    mallctl("arenas.tcache_max", &tcache_max, &len, NULL, 0), 0);
+	ck_assert_uint_gt(tcache_max, 0);
+	ck_assert_int_eq(mallctl("no.such.name", NULL, NULL, NULL, 0), ENOENT);
+	size_t mib[4], miblen = 4;
+	ck_assert_int_eq(mallctlnametomib("arenas.tcache_max", mib, &miblen),
+			 0);
+	size_t by_mib = 0;
+	len = sizeof(by_mib);
+	ck_assert_int_eq(mallctlbymib(mib, miblen, &by_mib, &len, NULL, 0), 0);
+	ck_assert_uint_eq(by_mib, tcache_max);
+	miblen = 4;
+	ck_assert_int_eq(mallctlnametomib("zk.phase.begin", mib, &miblen),
+			 ENOENT);
+}
+END_TEST
+
+static void *thread_work(void *arg)
+{
+	uintptr_t id = (uintptr_t)arg;
+	for (int i = 0; i < 50; i++) {
+		size_t n = MiB + (size_t)(id * 4096 + (unsigned)i * 64);
+		unsigned char *p = malloc(n);
+		if (p == NULL || !zk_owns(p))
+			return (void *)1;
+		memset(p, (int)id, n);
+		char *s = malloc(48);
+		if (s == NULL || zk_owns(s))
+			return (void *)1;
+		p = realloc(p, 2 * n);
+		if (p == NULL || p[n - 1] != (unsigned char)id)
+			return (void *)1;
+		free(s);
+		free(p);
+	}
+	return NULL;
+}
+
+START_TEST(threads_in_phase)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	pthread_t t[4];
+	for (uintptr_t i = 0; i < 4; i++)
+		ck_assert_int_eq(
+		    pthread_create(&t[i], NULL, thread_work, (void *)(i + 1)), 0);
+	for (int i = 0; i < 4; i++) {
+		void *r = SENTINEL;
+		pthread_join(t[i], &r);
+		ck_assert_msg(r == NULL, "thread %d failed", i);
+	}
+	zk_end_phase();
+}
+END_TEST
+
+START_TEST(fork_in_phase)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *p = malloc(MiB);
+	memset(p, 3, MiB);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The child keeps the parent's phase memory and its own. */
+		char *q = malloc(2 * MiB);
+		int ok = q && zk_owns(q) && p[MiB - 1] == 3;
+		free(q);
+		free(p);
+		char *s = strdup("child");
+		ok = ok && s && strcmp(s, "child") == 0;
+		free(s);
+		_exit(ok ? 0 : 1);
+	}
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(p);
+	zk_end_phase();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("override");
+	TCase *t = tcase_create("libc-semantics");
+	tcase_add_test(t, malloc_zero_is_unique);
+	tcase_add_test(t, malloc_failure_sets_enomem);
+	tcase_add_test(t, calloc_overflow_and_zero);
+	tcase_add_test(t, posix_memalign_einval_leaves_out);
+	tcase_add_test(t, realloc_glibc_semantics);
+	tcase_add_test(t, reallocarray_overflow);
+	tcase_add_test(t, aligned_family);
+	tcase_add_test(t, usable_size);
+	tcase_add_test(t, libc_internal_allocations);
+	suite_add_tcase(s, t);
+	t = tcase_create("phases");
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, family_routes_into_phase);
+	tcase_add_test(t, calloc_after_reuse_is_zero);
+	tcase_add_test(t, mallctl_split);
+	tcase_add_test(t, threads_in_phase);
+	tcase_add_test(t, fork_in_phase);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *r = srunner_create(suite());
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? 1 : 0;
+}
