@@ -293,12 +293,12 @@ static void bench_phase(void)
 
 /* ------------------------------------------------------------ calloc */
 
-/* Each size runs on its own thread, so its first phase gets a slab nobody has
- * used (fresh pages); the thread stays alive for the second phase, where the
- * same slab range is recycled and must be cleared. */
+/* Each size runs on its own thread, which stays alive until every size is
+ * done: so its first phase gets a slab no thread has used (fresh pages); in
+ * the second phase the same slab range is recycled and must be cleared. */
 struct calloc_job {
 	size_t size;
-	pthread_barrier_t *go, *done;
+	pthread_barrier_t *go, *done, *bye;
 	double t_fresh, t_fresh_touch, t_rec, t_rec_touch;
 	long f_fresh, f_rec;
 	bool phase_mem;
@@ -341,6 +341,7 @@ static void *calloc_worker(void *arg)
 		}
 		pthread_barrier_wait(j->done);
 	}
+	pthread_barrier_wait(j->bye);
 	return NULL;
 }
 
@@ -362,17 +363,23 @@ static void je_calloc_case(size_t size, double *fresh, double *rec)
 
 static void bench_calloc(void)
 {
-	static const size_t sizes[] = {(size_t)1 << 20, (size_t)16 << 20,
-				       (size_t)128 << 20, (size_t)512 << 20};
+	enum { NSIZES = 4 };
+	static const size_t sizes[NSIZES] = {(size_t)1 << 20, (size_t)16 << 20,
+					     (size_t)128 << 20,
+					     (size_t)512 << 20};
 	printf("calloc: zk_calloc (call; call + read every cache line) on fresh "
 	       "and on recycled slab memory, us\n");
-	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		pthread_barrier_t go, done;
-		pthread_barrier_init(&go, NULL, 2);
-		pthread_barrier_init(&done, NULL, 2);
-		struct calloc_job j = {.size = sizes[i], .go = &go, .done = &done};
-		pthread_t th;
-		if (pthread_create(&th, NULL, calloc_worker, &j))
+	pthread_barrier_t go, done, bye;
+	pthread_t th[NSIZES];
+	struct calloc_job job[NSIZES];
+	pthread_barrier_init(&go, NULL, 2);
+	pthread_barrier_init(&done, NULL, 2);
+	pthread_barrier_init(&bye, NULL, NSIZES + 1);
+	for (int i = 0; i < NSIZES; i++) {
+		struct calloc_job *j = &job[i];
+		*j = (struct calloc_job){
+		    .size = sizes[i], .go = &go, .done = &done, .bye = &bye};
+		if (pthread_create(&th[i], NULL, calloc_worker, j))
 			fail("pthread_create failed");
 		for (int round = 0; round < 2; round++) {
 			if (zk_begin_phase() != 0)
@@ -381,18 +388,21 @@ static void bench_calloc(void)
 			pthread_barrier_wait(&done);
 			zk_end_phase();
 		}
-		pthread_join(th, NULL);
 		double jf, jr;
 		je_calloc_case(sizes[i], &jf, &jr);
 		printf("calloc %4zu MiB%s: fresh %9.1f (%9.1f, %6ld faults)  "
 		       "recycled %9.1f (%9.1f, %6ld faults)  | jemalloc "
 		       "calloc+read first %9.1f, again %9.1f\n",
-		       sizes[i] >> 20, j.phase_mem ? "" : " (NOT phase memory)",
-		       j.t_fresh, j.t_fresh_touch, j.f_fresh, j.t_rec,
-		       j.t_rec_touch, j.f_rec, jf, jr);
-		pthread_barrier_destroy(&go);
-		pthread_barrier_destroy(&done);
+		       sizes[i] >> 20, j->phase_mem ? "" : " (NOT phase memory)",
+		       j->t_fresh, j->t_fresh_touch, j->f_fresh, j->t_rec,
+		       j->t_rec_touch, j->f_rec, jf, jr);
 	}
+	pthread_barrier_wait(&bye);
+	for (int i = 0; i < NSIZES; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	pthread_barrier_destroy(&done);
+	pthread_barrier_destroy(&bye);
 }
 
 int main(int argc, char **argv)
