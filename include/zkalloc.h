@@ -104,8 +104,9 @@ ZK_API void *zk_calloc(size_t n, size_t size);
  * size == 0 frees p and returns NULL (glibc). On failure p is untouched. */
 ZK_API void *zk_realloc(void *p, size_t size);
 
-/* free(3) of anything zk_* or jemalloc returned. NULL is a no-op. A pointer
- * neither returned has undefined behaviour, as with free(3). */
+/* free(3) of anything zk_* or jemalloc's *allocx API returned (and malloc's,
+ * when jemalloc is the process's malloc). NULL is a no-op. Any other pointer
+ * has undefined behaviour, as with free(3). */
 ZK_API void zk_free(void *p);
 
 /* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL).
