@@ -143,6 +143,16 @@ static _Atomic(mallctl_fn) real_mallctl;
 static _Atomic(nametomib_fn) real_nametomib;
 static _Atomic(bymib_fn) real_bymib;
 
+/* This library's own definitions, by hidden aliases: &mallctl would be the
+ * process's mallctl, which is jemalloc's when the link order put jemalloc
+ * first. */
+extern __typeof__(mallctl) self_mallctl
+    __attribute__((alias("mallctl"), visibility("hidden"), nothrow));
+extern __typeof__(mallctlnametomib) self_nametomib
+    __attribute__((alias("mallctlnametomib"), visibility("hidden"), nothrow));
+extern __typeof__(mallctlbymib) self_bymib
+    __attribute__((alias("mallctlbymib"), visibility("hidden"), nothrow));
+
 /* Look name up in the object that defines je_mallocx (which this library
  * does not export, so its address is jemalloc's), and only there: a
  * dlsym(RTLD_NEXT) would miss jemalloc when the program's link order put
@@ -174,11 +184,10 @@ static bool resolve(void)
 	if (resolving)
 		return false;
 	resolving = true;
-	mallctl_fn m = (mallctl_fn)jemalloc_sym("mallctl", (void *)&mallctl);
+	mallctl_fn m = (mallctl_fn)jemalloc_sym("mallctl", (void *)&self_mallctl);
 	nametomib_fn n = (nametomib_fn)jemalloc_sym(
-	    "mallctlnametomib", (void *)&mallctlnametomib);
-	bymib_fn b =
-	    (bymib_fn)jemalloc_sym("mallctlbymib", (void *)&mallctlbymib);
+	    "mallctlnametomib", (void *)&self_nametomib);
+	bymib_fn b = (bymib_fn)jemalloc_sym("mallctlbymib", (void *)&self_bymib);
 	resolving = false;
 	if (m == NULL || n == NULL || b == NULL) {
 		static const char msg[] =
