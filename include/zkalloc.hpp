@@ -18,14 +18,16 @@
 #include <type_traits>
 #include <utility>
 
-namespace zk {
+namespace zk
+{
 
 /* Begins a phase when constructed, ends it when destroyed (also while an
  * exception unwinds). Like ZK_PHASE: if a phase was already active, the
  * guard lives inside that phase and does not end it. Not copyable, not
  * movable: exactly one guard ends a phase. */
-class phase_guard {
-public:
+class phase_guard
+{
+      public:
 	phase_guard() noexcept : rc_(zk_begin_phase())
 	{
 	}
@@ -50,7 +52,7 @@ public:
 		return rc_ == 0;
 	}
 
-private:
+      private:
 	int rc_;
 };
 

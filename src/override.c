@@ -184,10 +184,12 @@ static bool resolve(void)
 	if (resolving)
 		return false;
 	resolving = true;
-	mallctl_fn m = (mallctl_fn)jemalloc_sym("mallctl", (void *)&self_mallctl);
-	nametomib_fn n = (nametomib_fn)jemalloc_sym(
-	    "mallctlnametomib", (void *)&self_nametomib);
-	bymib_fn b = (bymib_fn)jemalloc_sym("mallctlbymib", (void *)&self_bymib);
+	mallctl_fn m =
+	    (mallctl_fn)jemalloc_sym("mallctl", (void *)&self_mallctl);
+	nametomib_fn n = (nametomib_fn)jemalloc_sym("mallctlnametomib",
+						    (void *)&self_nametomib);
+	bymib_fn b =
+	    (bymib_fn)jemalloc_sym("mallctlbymib", (void *)&self_bymib);
 	resolving = false;
 	if (m == NULL || n == NULL || b == NULL) {
 		static const char msg[] =
@@ -228,8 +230,8 @@ EXPORT int mallctlnametomib(const char *name, size_t *mibp, size_t *miblenp)
 {
 	if (!resolve())
 		return EAGAIN;
-	return atomic_load_explicit(&real_nametomib, memory_order_relaxed)(
-	    name, mibp, miblenp);
+	return atomic_load_explicit(&real_nametomib,
+				    memory_order_relaxed)(name, mibp, miblenp);
 }
 
 EXPORT int mallctlbymib(const size_t *mib, size_t miblen, void *oldp,

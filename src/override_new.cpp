@@ -19,12 +19,14 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-namespace {
+namespace
+{
 
 void *new_or_throw(std::size_t size, std::size_t align)
 {
 	for (;;) {
-		void *p = align ? zk_aligned_alloc(align, size) : zk_malloc(size);
+		void *p =
+		    align ? zk_aligned_alloc(align, size) : zk_malloc(size);
 		if (p != nullptr)
 			return p;
 		std::new_handler h = std::get_new_handler();

@@ -30,7 +30,7 @@ static int failures;
 #define CHECK(cond, ...)                                                       \
 	do {                                                                   \
 		if (!(cond)) {                                                 \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
 			fprintf(stderr, __VA_ARGS__);                          \
 			fputc('\n', stderr);                                   \
 			failures++;                                            \
@@ -53,7 +53,7 @@ static size_t zk_resident(void)
 {
 	size_t v = 0, len = sizeof(v);
 	return mallctl("zk.stats.resident_bytes", &v, &len, NULL, 0) == 0 ? v
-									   : 0;
+									  : 0;
 }
 
 static void expect_phase(void *p, bool want, const char *what)
@@ -115,12 +115,14 @@ int main(int argc, char **argv)
 			bool active = false;
 			size_t len = sizeof(active);
 			CHECK(mallctl("zk.phase.active", &active, &len, NULL,
-				      0) == 0 && active,
+				      0) == 0 &&
+				  active,
 			      "zk.phase.active");
 			uint64_t epoch = 0;
 			len = sizeof(epoch);
 			CHECK(mallctl("zk.phase.epoch", &epoch, &len, NULL,
-				      0) == 0 && epoch == (uint64_t)proof + 1,
+				      0) == 0 &&
+				  epoch == (uint64_t)proof + 1,
 			      "zk.phase.epoch %llu", (unsigned long long)epoch);
 			CHECK(phase_begin() == EBUSY, "begin while active");
 		}

@@ -338,7 +338,8 @@ START_TEST(threads_in_phase)
 	pthread_t t[4];
 	for (uintptr_t i = 0; i < 4; i++)
 		ck_assert_int_eq(
-		    pthread_create(&t[i], NULL, thread_work, (void *)(i + 1)), 0);
+		    pthread_create(&t[i], NULL, thread_work, (void *)(i + 1)),
+		    0);
 	for (int i = 0; i < 4; i++) {
 		void *r = SENTINEL;
 		pthread_join(t[i], &r);

@@ -16,15 +16,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ROWS (1u << 16)
-#define COLS 16u
+#define ROWS   (1u << 16)
+#define COLS   16u
 #define PROOFS 4
 
 static int failures;
 #define CHECK(cond, ...)                                                       \
 	do {                                                                   \
 		if (!(cond)) {                                                 \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
 			fprintf(stderr, __VA_ARGS__);                          \
 			fputc('\n', stderr);                                   \
 			failures++;                                            \
@@ -41,10 +41,10 @@ static uint64_t mix(uint64_t a, uint64_t b)
 static uint64_t prove(uint64_t seed, void **trace_out)
 {
 	size_t n = (size_t)ROWS * COLS;
-	uint32_t *trace = zk_malloc(n * sizeof(*trace));    /* 4 MiB */
-	uint32_t *lde = zk_calloc(2 * n, sizeof(*lde));     /* 8 MiB, zeroed */
+	uint32_t *trace = zk_malloc(n * sizeof(*trace)); /* 4 MiB */
+	uint32_t *lde = zk_calloc(2 * n, sizeof(*lde));	 /* 8 MiB, zeroed */
 	uint64_t *leaves = zk_malloc(2 * ROWS * sizeof(*leaves));
-	char *label = zk_malloc(32);                        /* bookkeeping */
+	char *label = zk_malloc(32); /* bookkeeping */
 	if (!trace || !lde || !leaves || !label)
 		return 0;
 	CHECK(zk_owns(trace) && zk_owns(lde) && zk_owns(leaves),
@@ -55,7 +55,8 @@ static uint64_t prove(uint64_t seed, void **trace_out)
 	for (size_t i = 0; i < n; i++)
 		trace[i] = (uint32_t)mix(seed, i);
 	for (size_t i = 0; i < 2 * n; i++) {
-		CHECK(lde[i] == 0, "zk_calloc memory must read zero (i=%zu)", i);
+		CHECK(lde[i] == 0, "zk_calloc memory must read zero (i=%zu)",
+		      i);
 		if (lde[i] != 0)
 			break;
 		lde[i] = trace[i / 2] ^ (uint32_t)i;
@@ -97,8 +98,10 @@ int main(void)
 		void *trace = NULL;
 		ZK_PHASE
 		{
-			CHECK(zk_phase_rc == 0, "zk_begin_phase: %d", zk_phase_rc);
-			CHECK(zk_phase_active(), "phase must be active in block");
+			CHECK(zk_phase_rc == 0, "zk_begin_phase: %d",
+			      zk_phase_rc);
+			CHECK(zk_phase_active(),
+			      "phase must be active in block");
 			root = prove(7, &trace);
 		}
 		CHECK(!zk_phase_active(), "phase must end with the block");

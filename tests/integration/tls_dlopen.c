@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NMOD 40 /* glibc's DTV has room for 14 more modules at start */
+#define NMOD	 40 /* glibc's DTV has room for 14 more modules at start */
 #define NTHREADS 4
 
 static int (*touch[NMOD])(void);
@@ -81,9 +81,11 @@ int main(int argc, char **argv)
 		h[i] = copy_file(argv[1], path[i]) == 0
 			   ? dlopen(path[i], RTLD_NOW | RTLD_LOCAL)
 			   : NULL;
-		touch[i] = h[i] ? (int (*)(void))dlsym(h[i], "tls_touch") : NULL;
+		touch[i] =
+		    h[i] ? (int (*)(void))dlsym(h[i], "tls_touch") : NULL;
 		if (touch[i] == NULL) {
-			fprintf(stderr, "FAIL: load %s: %s\n", path[i], dlerror());
+			fprintf(stderr, "FAIL: load %s: %s\n", path[i],
+				dlerror());
 			failed = 1;
 			break;
 		}
@@ -98,8 +100,8 @@ int main(int argc, char **argv)
 		void *r;
 		pthread_join(t[k], &r);
 		if ((long)r != want) {
-			fprintf(stderr, "FAIL: thread %d sum %ld, want %ld\n", k,
-				(long)r, want);
+			fprintf(stderr, "FAIL: thread %d sum %ld, want %ld\n",
+				k, (long)r, want);
 			failed = 1;
 		}
 	}
