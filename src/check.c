@@ -339,6 +339,7 @@ uint64_t zk_check_verify(const void *p, const char *op)
 			       (unsigned long long)cur);
 		return c.gen;
 	}
+	bool lost = T.lost;
 	pthread_mutex_unlock(&T.lock);
 	unsigned i;
 	zk_slab_t *s = phase_slab(p, &i);
@@ -348,6 +349,13 @@ uint64_t zk_check_verify(const void *p, const char *op)
 		       "%llu, current phase %llu",
 		       op, p, (unsigned long long)T.retired_epoch[i],
 		       (unsigned long long)cur);
+	/* Every phase block passes through the table (zk_arena_flags is 0
+	 * in checked mode), so an untracked phase address was never handed
+	 * out: an interior or made-up pointer. */
+	if (!lost)
+		report("%s of a pointer zkalloc never returned: pointer %p, "
+		       "size unknown, allocated in no phase, current phase %llu",
+		       op, p, (unsigned long long)cur);
 	return 0;
 }
 

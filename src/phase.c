@@ -170,8 +170,10 @@ static int arena_create(zk_slab_t *s, ssize_t decay, unsigned *ind)
  */
 static void pregrow(zk_slab_t *s, unsigned ind)
 {
-	/* With junk filling jemalloc would write, and fault in, the block. */
-	if (!zk_g.pregrow_ok)
+	/* With junk filling jemalloc would write, and fault in, the block.
+	 * Checked mode bumps each phase above the last one's protected
+	 * memory, which a slab-sized extent would leave no room for. */
+	if (!zk_g.pregrow_ok || zk_check_on)
 		return;
 	size_t avail = s->size - zk_slab_used(s);
 	size_t keep = avail / 32 > ((size_t)8 << 20) ? avail / 32 : (size_t)8 << 20;
