@@ -1118,6 +1118,16 @@ static long minflt(void)
 	return ru.ru_minflt;
 }
 
+/* user + system CPU seconds of the process: less sensitive than wall time to
+ * other work on the machine */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
 /* VmHWM / VmRSS in KiB, from /proc/self/status */
 static long status_kib(const char *key)
 {
@@ -1287,7 +1297,7 @@ int main(int argc, char **argv)
 		if (ftell(csv) == 0)
 			fprintf(csv, "label,mode,preset,threads,proof,log_n,width,"
 				     "wall_s,minflt,rss_end_mib,proof_peak_mib,"
-				     "checksum\n");
+				     "checksum,cpu_s\n");
 	}
 	if (O.summary) {
 		sum = fopen(O.summary, "a");
@@ -1296,7 +1306,8 @@ int main(int argc, char **argv)
 		if (ftell(sum) == 0)
 			fprintf(sum, "label,mode,preset,threads,proofs,log_n,width,"
 				     "warm_median_s,cold_s,warm_minflt,"
-				     "peak_rss_mib,rss_growth_mib,checksum\n");
+				     "peak_rss_mib,rss_growth_mib,checksum,"
+				     "warm_cpu_s\n");
 	}
 	if (!O.quiet) {
 		printf("# zkbench-prover mode=%s label=%s preset=%s threads=%u "
@@ -1307,13 +1318,14 @@ int main(int argc, char **argv)
 		       "wall_s", "minflt", "rss_MiB", "peak_MiB", "hwm_MiB",
 		       "checksum");
 	}
-	double wall[MAX_PROOFS];
+	double wall[MAX_PROOFS], cpu[MAX_PROOFS];
 	long flt[MAX_PROOFS], rss[MAX_PROOFS], peak[MAX_PROOFS];
 	uint64_t total = 0;
 	bool hwm_ok = true;
 	for (unsigned i = 0; i < O.proofs; i++) {
 		hwm_ok = reset_hwm() && hwm_ok;
 		long f0 = minflt();
+		double c0 = cpu_s();
 		double t0 = now_s();
 		atomic_store(&ntasks_run, 0);
 		if (O.mode == MODE_IDEAL)
@@ -1328,6 +1340,7 @@ int main(int argc, char **argv)
 			zk_end_phase();
 #endif
 		wall[i] = now_s() - t0;
+		cpu[i] = cpu_s() - c0;
 		flt[i] = minflt() - f0;
 		rss[i] = status_kib("VmRSS");
 		peak[i] = status_kib("VmHWM");
@@ -1341,25 +1354,28 @@ int main(int argc, char **argv)
 		}
 		if (csv) {
 			fprintf(csv, "%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
-				     "%016" PRIx64 "\n",
+				     "%016" PRIx64 ",%.4f\n",
 				O.label, mode_name(O.mode), O.preset, O.threads,
 				i + 1, sizes[i], O.width, wall[i], flt[i],
-				rss[i] / 1024.0, peak[i] / 1024.0, ck);
+				rss[i] / 1024.0, peak[i] / 1024.0, ck, cpu[i]);
 			fflush(csv);
 		}
 	}
 	/* warm: proofs 2..K (proof 1 is cold) */
 	unsigned nw = O.proofs > 1 ? O.proofs - 1 : 1;
-	double ws[MAX_PROOFS];
+	double ws[MAX_PROOFS], wc[MAX_PROOFS];
 	long wf[MAX_PROOFS];
 	for (unsigned i = 0; i < nw; i++) {
 		ws[i] = wall[O.proofs > 1 ? i + 1 : 0];
+		wc[i] = cpu[O.proofs > 1 ? i + 1 : 0];
 		wf[i] = flt[O.proofs > 1 ? i + 1 : 0];
 	}
 	qsort(ws, nw, sizeof ws[0], cmp_double);
+	qsort(wc, nw, sizeof wc[0], cmp_double);
 	qsort(wf, nw, sizeof wf[0], cmp_long);
 	double wmed = nw % 2 ? ws[nw / 2] : (ws[nw / 2 - 1] + ws[nw / 2]) / 2;
 	long fmed = nw % 2 ? wf[nw / 2] : (wf[nw / 2 - 1] + wf[nw / 2]) / 2;
+	double cmed = nw % 2 ? wc[nw / 2] : (wc[nw / 2 - 1] + wc[nw / 2]) / 2;
 	long hwm = status_kib("VmHWM");
 	long maxpeak = 0;
 	for (unsigned i = 0; i < O.proofs; i++)
@@ -1376,9 +1392,10 @@ int main(int argc, char **argv)
 			break;
 		}
 	if (!O.quiet) {
-		printf("# warm median %.3f s, cold %.3f s, warm faults (median) "
-		       "%ld, peak RSS %.1f MiB, RSS growth %.1f MiB\n",
-		       wmed, wall[0], fmed, maxpeak / 1024.0, growth);
+		printf("# warm median %.3f s (CPU %.3f s), cold %.3f s, warm "
+		       "faults (median) %ld, peak RSS %.1f MiB, RSS growth %.1f "
+		       "MiB\n",
+		       wmed, cmed, wall[0], fmed, maxpeak / 1024.0, growth);
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK) {
 			zk_stats_t st = {.size = sizeof st};
@@ -1403,10 +1420,10 @@ int main(int argc, char **argv)
 		fclose(csv);
 	if (sum) {
 		fprintf(sum, "%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
-			     "%016" PRIx64 "\n",
+			     "%016" PRIx64 ",%.4f\n",
 			O.label, mode_name(O.mode), O.preset, O.threads,
 			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
-			maxpeak / 1024.0, growth, total);
+			maxpeak / 1024.0, growth, total, cmed);
 		fclose(sum);
 	}
 	printf("checksum %016" PRIx64 "\n", total);
