@@ -75,7 +75,7 @@ static void *checked_alloc_in_phase(size_t size, int flags)
 static inline void *route_alloc(size_t size, int flags)
 {
 	void *p;
-	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)) ||
+	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_acquire)) ||
 	    (flags & FLAG_ARENA_MASK) != 0)
 		p = je_mallocx(size, flags);
 	else if (likely(!zk_check_on))
@@ -131,7 +131,7 @@ void *zk_malloc(size_t size)
 	 * routing): straight to jemalloc's fast path, which sets errno and
 	 * returns a unique block for 0. */
 	if (likely(je_malloc_is_jemalloc) &&
-	    (likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)) ||
+	    (likely(!atomic_load_explicit(&zk_g.active, memory_order_acquire)) ||
 	     (size < zk_g.min_bytes && !zk_g.small_resident)))
 		return je_malloc(size);
 	return route_alloc(size ? size : 1, 0);
@@ -145,7 +145,7 @@ void *zk_mallocx(size_t size, int flags)
 void *zk_calloc(size_t n, size_t size)
 {
 	if (likely(je_malloc_is_jemalloc) &&
-	    likely(!atomic_load_explicit(&zk_g.active, memory_order_relaxed)))
+	    likely(!atomic_load_explicit(&zk_g.active, memory_order_acquire)))
 		return je_calloc(n, size); /* checks n * size, sets errno */
 	size_t total;
 	if (unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -264,9 +264,11 @@ static void *checked_realloc_phase(zk_slab_t *s, void *p, size_t size,
 
 static inline bool wants_promotion(size_t size, int flags)
 {
-	return unlikely(zk_g.promote_bytes != 0) && size >= zk_g.promote_bytes &&
-	       size >= zk_g.min_bytes && (flags & FLAG_ARENA_MASK) == 0 &&
-	       atomic_load_explicit(&zk_g.active, memory_order_relaxed);
+	/* active first: its acquire makes zk_init's option writes visible. */
+	return atomic_load_explicit(&zk_g.active, memory_order_acquire) &&
+	       unlikely(zk_g.promote_bytes != 0) &&
+	       size >= zk_g.promote_bytes && size >= zk_g.min_bytes &&
+	       (flags & FLAG_ARENA_MASK) == 0;
 }
 
 void *zk_rallocx(void *p, size_t size, int flags)
@@ -303,7 +305,7 @@ void *zk_realloc(void *p, size_t size)
 int zk_arena_flags(void)
 {
 	/* Checked mode tracks every phase block, so none may bypass zk_*. */
-	if (!atomic_load_explicit(&zk_g.active, memory_order_relaxed) ||
+	if (!atomic_load_explicit(&zk_g.active, memory_order_acquire) ||
 	    unlikely(zk_check_on))
 		return 0;
 	return zk_phase_flags();

@@ -7,10 +7,24 @@
 #include <errno.h>
 #include <string.h>
 
+/* zk_owns reads base and total on any thread without a lock: everything
+ * else is written before total is stored with release, so a reader that
+ * loads a non-zero total (acquire) sees the whole region, and one that
+ * loads 0 looks no further. */
+static void region_publish(zk_region_t *r, char *base, size_t slab_size,
+			   unsigned nslabs, zk_slab_t *slabs, size_t total)
+{
+	__atomic_store_n(&r->base, base, __ATOMIC_RELAXED);
+	r->slab_size = slab_size;
+	r->nslabs = nslabs;
+	r->slabs = slabs;
+	__atomic_store_n(&r->total, total, __ATOMIC_RELEASE);
+}
+
 int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		   bool thp_always, bool rewindable)
 {
-	memset(r, 0, sizeof(*r));
+	region_publish(r, NULL, 0, 0, NULL, 0);
 	if (nslabs == 0 || slab_size == 0 || slab_size % ZK_SLAB_ALIGN != 0 ||
 	    slab_size > SIZE_MAX / nslabs)
 		return EINVAL;
@@ -27,21 +41,17 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 	}
 	/* Advice is a preference: a kernel without THP refuses it harmlessly. */
 	(void)zk_os_advise_thp(base, total, thp_always);
-	r->base = base;
-	r->slab_size = slab_size;
-	r->nslabs = nslabs;
-	r->total = total;
-	r->slabs = slabs;
 	for (unsigned i = 0; i < nslabs; i++) {
-		zk_slab_t *s = &r->slabs[i];
+		zk_slab_t *s = &((zk_slab_t *)slabs)[i];
 		zk_hooks_init(&s->hooks);
-		s->base = r->base + (size_t)i * slab_size;
+		s->base = (char *)base + (size_t)i * slab_size;
 		s->size = slab_size;
 		atomic_init(&s->bump, 0);
 		s->dirty_end = 0;
 		s->rewindable = rewindable;
 		s->state = ZK_SLAB_FREE;
 	}
+	region_publish(r, base, slab_size, nslabs, slabs, total);
 	return 0;
 }
 

@@ -73,8 +73,11 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r,
 					   const void *p)
 {
-	uintptr_t off = (uintptr_t)p - (uintptr_t)r->base;
-	if (off >= r->total)
+	/* Lock-free: pairs with zk_region_init's release of total. */
+	size_t total = __atomic_load_n(&r->total, __ATOMIC_ACQUIRE);
+	uintptr_t off = (uintptr_t)p -
+			(uintptr_t)__atomic_load_n(&r->base, __ATOMIC_RELAXED);
+	if (off >= total)
 		return NULL;
 	return &r->slabs[off / r->slab_size];
 }

@@ -134,6 +134,12 @@ int su_child(int (*fn)(void *), void *arg, const char *const *env, char *err,
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+const char *su_tail(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 1500 ? s + n - 1500 : s;
+}
+
 unsigned su_count(const char *h, const char *needle)
 {
 	unsigned n = 0;

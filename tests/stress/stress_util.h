@@ -36,6 +36,9 @@ size_t su_rss(void);
 int su_child(int (*fn)(void *), void *arg, const char *const *env, char *err,
 	     size_t errlen);
 
+/* The last 1,500 bytes of s: Check truncates long failure messages. */
+const char *su_tail(const char *s);
+
 /* Occurrences of needle in haystack. */
 unsigned su_count(const char *haystack, const char *needle);
 
