@@ -1,0 +1,104 @@
+/*
+ * libFuzzer target: zk_mallctl over fuzzed names, buffer pointers, buffer
+ * lengths and new values. Invariants checked on every input:
+ *   - the result is one of the documented codes;
+ *   - on error, no byte of the old buffer and not *oldlenp changes;
+ *   - a read writes at most *oldlenp bytes (buffers are exactly that size,
+ *     so AddressSanitizer catches any overrun);
+ *   - the phase state (active, epoch) changes only through a successful
+ *     zk.phase.begin / zk.phase.end, and exactly as documented.
+ * Names are kept under "zk.": every other name goes to je_mallctl unchanged,
+ * and jemalloc's own namespace includes calls meant to change the process
+ * (arena.<i>.destroy, thread.arena, ...), which is jemalloc's to fuzz.
+ * Input layout: [flags][name index][oldlen][newlen][name bytes... \0][new].
+ */
+#include <zkalloc.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[] = {
+    "zk.phase.begin",        "zk.phase.end",
+    "zk.phase.active",       "zk.phase.epoch",
+    "zk.thread.arena_flags", "zk.opt.slab_size",
+    "zk.opt.nslabs",         "zk.opt.min_bytes",
+    "zk.opt.promote_bytes",  "zk.opt.thp",
+    "zk.opt.small",          "zk.stats.overflow_count",
+    "zk.stats.overflow_bytes", "zk.stats.resident_bytes",
+    "zk.stats.slabs_in_use", "zk.",
+    "zk.phase",              "zk.opt.check"};
+#define NNAMES (sizeof(names) / sizeof(names[0]))
+
+static void die(const char *what, const char *name, int rc)
+{
+	fprintf(stderr, "fuzz_mallctl: %s (name \"%s\", rc %d)\n", what, name,
+		rc);
+	abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 4)
+		return 0;
+	uint8_t flags = data[0];
+	size_t oldlen = data[2] % 33, newlen = data[3] % 33;
+	data += 4;
+	size -= 4;
+	char name[96];
+	if (flags & 8) {
+		snprintf(name, sizeof(name), "%s", names[data[-3] % NNAMES]);
+	} else {
+		/* "zk." + fuzzed bytes up to the first NUL. */
+		size_t n = 0;
+		while (n < size && n < sizeof(name) - 4 && data[n] != 0)
+			n++;
+		memcpy(name, "zk.", 3);
+		memcpy(name + 3, data, n);
+		name[3 + n] = '\0';
+		data += n < size ? n + 1 : n;
+		size -= n < size ? n + 1 : n;
+	}
+	/* Exact-size heap buffers: any overrun is an ASan report. */
+	unsigned char *old = malloc(oldlen ? oldlen : 1);
+	unsigned char *nw = malloc(newlen ? newlen : 1);
+	unsigned char *copy = malloc(oldlen ? oldlen : 1);
+	memset(old, 0xA5, oldlen ? oldlen : 1);
+	memcpy(copy, old, oldlen ? oldlen : 1);
+	for (size_t i = 0; i < newlen; i++)
+		nw[i] = i < size ? data[i] : 0;
+	size_t len = oldlen;
+	bool active = zk_phase_active();
+	uint64_t epoch = zk_phase_epoch();
+
+	int rc = zk_mallctl(name, flags & 1 ? old : NULL, flags & 2 ? &len : NULL,
+			    flags & 4 ? nw : NULL, newlen);
+
+	if (rc != 0 && rc != ENOENT && rc != EINVAL && rc != EPERM &&
+	    rc != EBUSY && rc != EFAULT)
+		die("undocumented result", name, rc);
+	bool begin = strcmp(name, "zk.phase.begin") == 0 && rc == 0;
+	bool end = strcmp(name, "zk.phase.end") == 0 && rc == 0;
+	if (rc != 0 && (memcmp(old, copy, oldlen) != 0 || len != oldlen))
+		die("buffer or length written on error", name, rc);
+	if (rc == EBUSY && !(strcmp(name, "zk.phase.begin") == 0 && active))
+		die("EBUSY outside zk.phase.begin during a phase", name, rc);
+	if (zk_phase_epoch() != epoch + (begin ? 1 : 0))
+		die("epoch changed", name, rc);
+	if (zk_phase_active() != (begin ? true : end ? false : active))
+		die("active flag changed", name, rc);
+	/* Phase memory still works whatever state the calls left. */
+	if (zk_phase_active()) {
+		void *p = zk_malloc(1 << 16);
+		if (p == NULL)
+			die("allocation failed", name, rc);
+		memset(p, 1, 1 << 16);
+		zk_free(p);
+	}
+	free(old);
+	free(nw);
+	free(copy);
+	return 0;
+}
