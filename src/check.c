@@ -19,10 +19,10 @@ enum { B_EMPTY = 0, B_LIVE, B_FREED };
 
 typedef struct block {
 	uintptr_t p;
-	size_t size;          /* requested bytes */
-	uint64_t epoch;       /* phase it was allocated in */
+	size_t size;	      /* requested bytes */
+	uint64_t epoch;	      /* phase it was allocated in */
 	uint64_t freed_epoch; /* phase it was freed in (B_FREED) */
-	uint64_t gen;         /* tells reuses of one address apart */
+	uint64_t gen;	      /* tells reuses of one address apart */
 	uint32_t state;
 } block_t;
 
@@ -58,7 +58,7 @@ typedef struct inflight {
 	const void *p;
 	size_t size;
 	uint64_t alloc_epoch; /* phase p was allocated in */
-	uint64_t epoch;       /* phase when the operation started */
+	uint64_t epoch;	      /* phase when the operation started */
 } inflight_t;
 static inflight_t inflight[NINFLIGHT];
 static _Atomic int inflight_unslotted;
@@ -140,11 +140,13 @@ static void rebuild_locked(void)
 	unsigned bits = T.bits;
 	while (n > ((size_t)1 << bits) / 2 && bits < TABLE_MAX_BITS)
 		bits++;
-	block_t *fresh = n <= ((size_t)1 << bits) / 2 ? table_alloc(bits) : NULL;
+	block_t *fresh =
+	    n <= ((size_t)1 << bits) / 2 ? table_alloc(bits) : NULL;
 	if (fresh == NULL) {
 		if (!T.lost)
-			warn("zkalloc: warning: ZK_ALLOC_CHECK: too many live "
-			     "phase blocks; new blocks are no longer tracked\n");
+			warn(
+			    "zkalloc: warning: ZK_ALLOC_CHECK: too many live "
+			    "phase blocks; new blocks are no longer tracked\n");
 		T.lost = true;
 		return;
 	}
@@ -300,12 +302,13 @@ void zk_check_begin(void)
 	for (int i = 0; i < NINFLIGHT; i++) {
 		inflight_t *f = &inflight[i];
 		if (atomic_load(&f->busy))
-			report("zk_begin_phase (starting phase %llu) while "
-			       "another thread is inside %s: pointer %p, size "
-			       "%zu, allocated in phase %llu, current phase %llu",
-			       (unsigned long long)cur + 1, f->op, f->p, f->size,
-			       (unsigned long long)f->alloc_epoch,
-			       (unsigned long long)cur);
+			report(
+			    "zk_begin_phase (starting phase %llu) while "
+			    "another thread is inside %s: pointer %p, size "
+			    "%zu, allocated in phase %llu, current phase %llu",
+			    (unsigned long long)cur + 1, f->op, f->p, f->size,
+			    (unsigned long long)f->alloc_epoch,
+			    (unsigned long long)cur);
 	}
 	if (atomic_load(&inflight_unslotted) > 0)
 		report("zk_begin_phase (starting phase %llu) while other "
@@ -325,18 +328,19 @@ uint64_t zk_check_verify(const void *p, const char *op)
 		block_t c = *b;
 		pthread_mutex_unlock(&T.lock);
 		if (c.epoch != cur)
-			report("%s after zk_begin_phase%s: pointer %p, size %zu, "
-			       "allocated in phase %llu, current phase %llu",
-			       op,
-			       c.state == B_FREED ? " (and freed before)" : "",
-			       p, c.size, (unsigned long long)c.epoch,
-			       (unsigned long long)cur);
+			report(
+			    "%s after zk_begin_phase%s: pointer %p, size %zu, "
+			    "allocated in phase %llu, current phase %llu",
+			    op, c.state == B_FREED ? " (and freed before)" : "",
+			    p, c.size, (unsigned long long)c.epoch,
+			    (unsigned long long)cur);
 		if (c.state == B_FREED)
-			report("%s of a freed block (double free): pointer %p, "
-			       "size %zu, allocated in phase %llu, current phase "
-			       "%llu",
-			       op, p, c.size, (unsigned long long)c.epoch,
-			       (unsigned long long)cur);
+			report(
+			    "%s of a freed block (double free): pointer %p, "
+			    "size %zu, allocated in phase %llu, current phase "
+			    "%llu",
+			    op, p, c.size, (unsigned long long)c.epoch,
+			    (unsigned long long)cur);
 		return c.gen;
 	}
 	bool lost = T.lost;
@@ -353,9 +357,10 @@ uint64_t zk_check_verify(const void *p, const char *op)
 	 * in checked mode), so an untracked phase address was never handed
 	 * out: an interior or made-up pointer. */
 	if (!lost)
-		report("%s of a pointer zkalloc never returned: pointer %p, "
-		       "size unknown, allocated in no phase, current phase %llu",
-		       op, p, (unsigned long long)cur);
+		report(
+		    "%s of a pointer zkalloc never returned: pointer %p, "
+		    "size unknown, allocated in no phase, current phase %llu",
+		    op, p, (unsigned long long)cur);
 	return 0;
 }
 

@@ -20,16 +20,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {
-    "zk.phase.begin",        "zk.phase.end",
-    "zk.phase.active",       "zk.phase.epoch",
-    "zk.thread.arena_flags", "zk.opt.slab_size",
-    "zk.opt.nslabs",         "zk.opt.min_bytes",
-    "zk.opt.promote_bytes",  "zk.opt.thp",
-    "zk.opt.small",          "zk.stats.overflow_count",
-    "zk.stats.overflow_bytes", "zk.stats.resident_bytes",
-    "zk.stats.slabs_in_use", "zk.",
-    "zk.phase",              "zk.opt.check"};
+static const char *const names[] = {"zk.phase.begin",
+				    "zk.phase.end",
+				    "zk.phase.active",
+				    "zk.phase.epoch",
+				    "zk.thread.arena_flags",
+				    "zk.opt.slab_size",
+				    "zk.opt.nslabs",
+				    "zk.opt.min_bytes",
+				    "zk.opt.promote_bytes",
+				    "zk.opt.thp",
+				    "zk.opt.small",
+				    "zk.stats.overflow_count",
+				    "zk.stats.overflow_bytes",
+				    "zk.stats.resident_bytes",
+				    "zk.stats.slabs_in_use",
+				    "zk.",
+				    "zk.phase",
+				    "zk.opt.check"};
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
 static void die(const char *what, const char *name, int rc)
@@ -73,8 +81,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool active = zk_phase_active();
 	uint64_t epoch = zk_phase_epoch();
 
-	int rc = zk_mallctl(name, flags & 1 ? old : NULL, flags & 2 ? &len : NULL,
-			    flags & 4 ? nw : NULL, newlen);
+	int rc =
+	    zk_mallctl(name, flags & 1 ? old : NULL, flags & 2 ? &len : NULL,
+		       flags & 4 ? nw : NULL, newlen);
 
 	if (rc != 0 && rc != ENOENT && rc != EINVAL && rc != EPERM &&
 	    rc != EBUSY && rc != EFAULT)

@@ -51,37 +51,58 @@ static int print_options(void *arg)
 		return 4;
 	zk_free(p);
 	zk_end_phase();
-	fprintf(stderr, "OPTS slab=%zu nslabs=%u min=%zu promote=%zu thp=%s "
+	fprintf(stderr,
+		"OPTS slab=%zu nslabs=%u min=%zu promote=%zu thp=%s "
 		"small=%s checked=%d\n",
 		slab, nslabs, minb, promote, thp, small, checked);
 	return 0;
 }
 
 static const char *const vars[] = {
-    "ZK_ALLOC_SLAB_GB",   "ZK_ALLOC_SLABS", "ZK_ALLOC_MIN_BYTES",
-    "ZK_ALLOC_PROMOTE_BYTES", "ZK_ALLOC_THP", "ZK_ALLOC_SMALL",
-    "ZK_ALLOC_CHECK",     NULL};
+    "ZK_ALLOC_SLAB_GB",	  "ZK_ALLOC_SLABS",
+    "ZK_ALLOC_MIN_BYTES", "ZK_ALLOC_PROMOTE_BYTES",
+    "ZK_ALLOC_THP",	  "ZK_ALLOC_SMALL",
+    "ZK_ALLOC_CHECK",	  NULL};
 
 /* Invalid for every variable. */
-static const char *const bad_all[] = {
-    "garbage", "", " ", "-1", "+1", "-0", "0x10", "1e3", "12abc", "nan", "inf",
-    "1.5.2", "\t8", "8 ", " 8", "18446744073709551616",
-    "99999999999999999999999999999999", "-18446744073709551615", "\xd9\xa3",
-    "8\n", "1,5", NULL};
+static const char *const bad_all[] = {"garbage",
+				      "",
+				      " ",
+				      "-1",
+				      "+1",
+				      "-0",
+				      "0x10",
+				      "1e3",
+				      "12abc",
+				      "nan",
+				      "inf",
+				      "1.5.2",
+				      "\t8",
+				      "8 ",
+				      " 8",
+				      "18446744073709551616",
+				      "99999999999999999999999999999999",
+				      "-18446744073709551615",
+				      "\xd9\xa3",
+				      "8\n",
+				      "1,5",
+				      NULL};
 
 /* Invalid for one variable: zero, huge, out of range, wrong names. */
 static const char *const *bad_for(const char *var)
 {
-	static const char *const slab_gb[] = {"0", "0.0", "0.001", "1025",
-					      "1000000000.5", ".", "0.", NULL};
-	static const char *const slabs[] = {"0", "1025", "4294967296",
-					    "4294967297", "1.5", "8G", NULL};
-	static const char *const bytes[] = {"0x", "4611686018427387905",
-					    "17179869184G", "5E", "8T", "1KK",
-					    "16777216P", NULL};
+	static const char *const slab_gb[] = {
+	    "0", "0.0", "0.001", "1025", "1000000000.5", ".", "0.", NULL};
+	static const char *const slabs[] = {
+	    "0", "1025", "4294967296", "4294967297", "1.5", "8G", NULL};
+	static const char *const bytes[] = {
+	    "0x",	    "4611686018427387905",
+	    "17179869184G", "5E",
+	    "8T",	    "1KK",
+	    "16777216P",    NULL};
 	static const char *const min_bytes[] = {"0", NULL};
-	static const char *const thp[] = {"0", "1", "Always", "yes",
-					  "madvise", NULL};
+	static const char *const thp[] = {"0",	 "1",	    "Always",
+					  "yes", "madvise", NULL};
 	static const char *const small[] = {"0", "Resident", "both", NULL};
 	static const char *const check_[] = {"2", "true", "01", "on", NULL};
 	if (!strcmp(var, "ZK_ALLOC_SLAB_GB"))
@@ -213,7 +234,8 @@ static void call(const char *name, bool oldp, size_t oldlen, bool lenp,
 	state_t before = state();
 	int rc = zk_mallctl(name, oldp ? old : NULL, lenp ? &len : NULL,
 			    newp ? nw : NULL, newlen);
-	ck_assert_msg(rc == want, "zk_mallctl(\"%s\", old=%d len=%zu lenp=%d "
+	ck_assert_msg(rc == want,
+		      "zk_mallctl(\"%s\", old=%d len=%zu lenp=%d "
 		      "new=%d newlen=%zu) = %d, want %d",
 		      name ? name : "(null)", oldp, oldlen, lenp, newp, newlen,
 		      rc, want);
@@ -274,11 +296,23 @@ START_TEST(mallctl_bad_calls)
 {
 	call(NULL, true, 8, true, false, 0, EFAULT);
 	call(NULL, false, 0, false, false, 0, EFAULT);
-	static const char *const unknown[] = {
-	    "zk.", "zk.nope", "zk.phase", "zk.phase.begin.x", "zk.phase.begi",
-	    "zk.opt.slab_size ", "zk.stats.overflow_count\x01", "zk..phase",
-	    "zk.phase.active.", "zk.opt.*", "zk.stats", "zk.opt.check",
-	    "ZK.phase.active", "nonexistent.name", "", "arenas.nope.x", NULL};
+	static const char *const unknown[] = {"zk.",
+					      "zk.nope",
+					      "zk.phase",
+					      "zk.phase.begin.x",
+					      "zk.phase.begi",
+					      "zk.opt.slab_size ",
+					      "zk.stats.overflow_count\x01",
+					      "zk..phase",
+					      "zk.phase.active.",
+					      "zk.opt.*",
+					      "zk.stats",
+					      "zk.opt.check",
+					      "ZK.phase.active",
+					      "nonexistent.name",
+					      "",
+					      "arenas.nope.x",
+					      NULL};
 	for (int i = 0; unknown[i]; i++)
 		call(unknown[i], true, 8, true, false, 0, ENOENT);
 	char longname[4096];
@@ -301,7 +335,8 @@ START_TEST(mallctl_bad_calls)
 			call(voids[v], false, 0, false, false, 1, EINVAL);
 		}
 		if (in_phase) {
-			call("zk.phase.begin", false, 0, false, false, 0, EBUSY);
+			call("zk.phase.begin", false, 0, false, false, 0,
+			     EBUSY);
 			call("zk.phase.end", false, 0, false, false, 0, 0);
 			ck_assert(!zk_phase_active());
 		}

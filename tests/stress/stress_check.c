@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MiB ((size_t)1 << 20)
+#define MiB	((size_t)1 << 20)
 #define ABORTED (128 + SIGABRT)
 
 static char err[1 << 16];
@@ -37,18 +37,20 @@ static void announce(const void *p)
  * announced pointer. */
 static void expect_report(int rc, const char *what, const char *fields)
 {
-	ck_assert_msg(rc == ABORTED, "child status %d, expected SIGABRT; "
-		      "stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == ABORTED,
+		      "child status %d, expected SIGABRT; "
+		      "stderr:\n%s",
+		      rc, su_tail(err));
 	const char *ann = strstr(err, "P=");
 	ck_assert_ptr_nonnull(ann);
 	void *p = NULL;
 	ck_assert_int_eq(sscanf(ann, "P=%p", &p), 1);
 	char want[256];
 	snprintf(want, sizeof(want), "pointer %p, %s", p, fields);
-	ck_assert_msg(strstr(err, "zkalloc: ZK_ALLOC_CHECK: ") != NULL &&
-			  strstr(err, what) != NULL &&
-			  strstr(err, want) != NULL,
-		      "want \"%s\" and \"%s\" in:\n%s", what, want, su_tail(err));
+	ck_assert_msg(
+	    strstr(err, "zkalloc: ZK_ALLOC_CHECK: ") != NULL &&
+		strstr(err, what) != NULL && strstr(err, want) != NULL,
+	    "want \"%s\" and \"%s\" in:\n%s", what, want, su_tail(err));
 }
 
 static unsigned char *phase1_block(void)
@@ -75,20 +77,20 @@ static int read_after_begin(void *arg)
 	(void)arg;
 	volatile unsigned char *p = phase1_block();
 	zk_begin_phase();
-	zk_begin_phase(); /* EBUSY: changes nothing */
+	zk_begin_phase();  /* EBUSY: changes nothing */
 	return p[MiB - 1]; /* must fault */
 }
 
 START_TEST(use_after_begin_is_caught)
 {
-	expect_report(su_child(write_after_begin, NULL, checked, err,
-			       sizeof(err)),
-		      "use after zk_begin_phase",
-		      "size 1048576, allocated in phase 1, current phase 2");
-	expect_report(su_child(read_after_begin, NULL, checked, err,
-			       sizeof(err)),
-		      "use after zk_begin_phase",
-		      "size 1048576, allocated in phase 1, current phase 2");
+	expect_report(
+	    su_child(write_after_begin, NULL, checked, err, sizeof(err)),
+	    "use after zk_begin_phase",
+	    "size 1048576, allocated in phase 1, current phase 2");
+	expect_report(
+	    su_child(read_after_begin, NULL, checked, err, sizeof(err)),
+	    "use after zk_begin_phase",
+	    "size 1048576, allocated in phase 1, current phase 2");
 }
 END_TEST
 
@@ -114,14 +116,14 @@ static int realloc_after_begin(void *arg)
 
 START_TEST(free_or_realloc_after_begin_is_caught)
 {
-	expect_report(su_child(free_after_begin, NULL, checked, err,
-			       sizeof(err)),
-		      "zk_free after zk_begin_phase",
-		      "size 1048576, allocated in phase 1, current phase 3");
-	expect_report(su_child(realloc_after_begin, NULL, checked, err,
-			       sizeof(err)),
-		      "zk_realloc after zk_begin_phase",
-		      "size 1048576, allocated in phase 1, current phase 2");
+	expect_report(
+	    su_child(free_after_begin, NULL, checked, err, sizeof(err)),
+	    "zk_free after zk_begin_phase",
+	    "size 1048576, allocated in phase 1, current phase 3");
+	expect_report(
+	    su_child(realloc_after_begin, NULL, checked, err, sizeof(err)),
+	    "zk_realloc after zk_begin_phase",
+	    "size 1048576, allocated in phase 1, current phase 2");
 }
 END_TEST
 
@@ -142,7 +144,7 @@ static int double_free_after_realloc(void *arg)
 	zk_begin_phase();
 	void *p = zk_malloc(64 * 1024);
 	void *wall = zk_malloc(64 * 1024); /* no room to grow in place */
-	void *q = zk_realloc(p, 8 * MiB); /* moves: p is freed */
+	void *q = zk_realloc(p, 8 * MiB);  /* moves: p is freed */
 	(void)wall;
 	announce(p);
 	if (q == p)
@@ -180,8 +182,7 @@ static int free_interior(void *arg)
 
 START_TEST(free_of_pointer_never_returned_is_caught)
 {
-	expect_report(su_child(free_interior, NULL, checked, err,
-			       sizeof(err)),
+	expect_report(su_child(free_interior, NULL, checked, err, sizeof(err)),
 		      "zk_free of a pointer zkalloc never returned",
 		      "size unknown, allocated in no phase, current phase 1");
 }
@@ -237,15 +238,15 @@ static int begin_while_inside(void *arg)
 
 START_TEST(begin_during_phase_operation_is_caught)
 {
-	expect_report(su_child(begin_while_inside, NULL, checked, err,
-			       sizeof(err)),
-		      "zk_begin_phase (starting phase 2) while another thread "
-		      "is inside an allocation",
-		      "size 2097152, allocated in phase 1, current phase 1");
-	expect_report(su_child(begin_while_inside, (void *)1, checked, err,
-			       sizeof(err)),
-		      "while another thread is inside zk_free",
-		      "size 5242880, allocated in phase 1, current phase 1");
+	expect_report(
+	    su_child(begin_while_inside, NULL, checked, err, sizeof(err)),
+	    "zk_begin_phase (starting phase 2) while another thread "
+	    "is inside an allocation",
+	    "size 2097152, allocated in phase 1, current phase 1");
+	expect_report(
+	    su_child(begin_while_inside, (void *)1, checked, err, sizeof(err)),
+	    "while another thread is inside zk_free",
+	    "size 5242880, allocated in phase 1, current phase 1");
 }
 END_TEST
 

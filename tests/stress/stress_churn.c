@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define PER_PHASE 4 /* = ZK_ALLOC_SLABS in meson.build */
-#define WARMUP 10   /* phases before the bounds are taken */
+#define PER_PHASE 4  /* = ZK_ALLOC_SLABS in meson.build */
+#define WARMUP	  10 /* phases before the bounds are taken */
 /* Allowed RSS growth after warm-up: thread stacks and jemalloc's per-thread
  * data are recycled, so this only absorbs allocator noise. */
 #define RSS_SLACK ((size_t)32 << 20)
@@ -66,9 +66,10 @@ START_TEST(ten_thousand_threads)
 		ck_assert_int_eq(zk_begin_phase(), 0);
 		pthread_t th[PER_PHASE];
 		for (uintptr_t i = 0; i < PER_PHASE; i++)
-			ck_assert_int_eq(pthread_create(&th[i], NULL, short_lived,
-							(void *)(ph * PER_PHASE + i)),
-					 0);
+			ck_assert_int_eq(
+			    pthread_create(&th[i], NULL, short_lived,
+					   (void *)(ph * PER_PHASE + i)),
+			    0);
 		for (int i = 0; i < PER_PHASE; i++)
 			pthread_join(th[i], NULL);
 		zk_end_phase();
@@ -84,13 +85,15 @@ START_TEST(ten_thousand_threads)
 	printf("churn: seed 0x%llx, %u threads over %u phases, %u slabs of "
 	       "%zu MiB; resident slab bytes %zu after warm-up, %zu at end; "
 	       "RSS %zu MiB after warm-up, max %zu MiB; %llu overflows\n",
-	       (unsigned long long)seed, phases * PER_PHASE, phases,
-	       end.nslabs, end.slab_size >> 20, warm.resident_bytes,
-	       end.resident_bytes, rss_warm >> 20, rss_max >> 20,
+	       (unsigned long long)seed, phases * PER_PHASE, phases, end.nslabs,
+	       end.slab_size >> 20, warm.resident_bytes, end.resident_bytes,
+	       rss_warm >> 20, rss_max >> 20,
 	       (unsigned long long)end.overflow_count);
-	ck_assert_msg(nulls == 0 && corrupt == 0, "seed 0x%llx: %llu NULL, "
-		      "%llu corrupt", (unsigned long long)seed,
-		      (unsigned long long)nulls, (unsigned long long)corrupt);
+	ck_assert_msg(nulls == 0 && corrupt == 0,
+		      "seed 0x%llx: %llu NULL, "
+		      "%llu corrupt",
+		      (unsigned long long)seed, (unsigned long long)nulls,
+		      (unsigned long long)corrupt);
 	/* No slab exhaustion: every large block was phase memory. */
 	ck_assert_uint_eq(not_phase, 0);
 	ck_assert_uint_eq(end.overflow_count, 0);
@@ -130,7 +133,8 @@ START_TEST(small_threads_take_no_slab)
 	unsigned n = su_scale(200, 50);
 	for (unsigned i = 0; i < n; i++) {
 		pthread_t th;
-		ck_assert_int_eq(pthread_create(&th, NULL, small_only, NULL), 0);
+		ck_assert_int_eq(pthread_create(&th, NULL, small_only, NULL),
+				 0);
 		pthread_join(th, NULL);
 	}
 	zk_stats_t after = stats();

@@ -53,8 +53,7 @@ static int all_overflow(unsigned phases, unsigned n)
 			su_fill(p[i], MiB + i * 4096, ph * 100 + i);
 		}
 		p[0] = zk_realloc(p[0], 3 * MiB);
-		if (p[0] == NULL ||
-		    su_check(p[0], MiB, ph * 100) != SIZE_MAX)
+		if (p[0] == NULL || su_check(p[0], MiB, ph * 100) != SIZE_MAX)
 			return 13;
 		for (unsigned i = 1; i < n; i++)
 			if (su_check(p[i], MiB + i * 4096, ph * 100 + i) !=
@@ -75,13 +74,15 @@ static int region_refused(void *arg)
 {
 	(void)arg;
 	/* Leave 1 GiB of address space above what the process maps now
-	 * (sanitizer shadow included): the region (slabs x 8 GiB) cannot fit. */
+	 * (sanitizer shadow included): the region (slabs x 8 GiB) cannot fit.
+	 */
 	unsigned long pages = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 	if (f == NULL || fscanf(f, "%lu", &pages) != 1)
 		return 2;
 	fclose(f);
-	rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ul << 30);
+	rlim_t lim =
+	    (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ul << 30);
 	struct rlimit rl = {lim, lim};
 	if (setrlimit(RLIMIT_AS, &rl) != 0)
 		return 3;
@@ -95,7 +96,8 @@ static int region_refused(void *arg)
 START_TEST(region_reservation_refused)
 {
 	int rc = su_child(region_refused, NULL, NULL, err, sizeof(err));
-	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
 	ck_assert_uint_eq(su_count(err, "cannot reserve the phase region"), 1);
 	ck_assert_uint_eq(su_count(err, "zkalloc: warning"), 1);
 }
@@ -142,7 +144,8 @@ static int arena_limit(void *arg)
 	pthread_t th[2];
 	void *res[2];
 	for (uintptr_t i = 0; i < 2; i++)
-		pthread_create(&th[i], NULL, overflow_thread, (void *)(i * 1000));
+		pthread_create(&th[i], NULL, overflow_thread,
+			       (void *)(i * 1000));
 	for (int i = 0; i < 2; i++) {
 		pthread_join(th[i], &res[i]);
 		if (res[i] != NULL)
@@ -160,7 +163,8 @@ static int arena_limit(void *arg)
 START_TEST(arena_creation_fails)
 {
 	int rc = su_child(arena_limit, NULL, NULL, err, sizeof(err));
-	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
 	ck_assert_uint_eq(su_count(err, "cannot create a phase arena"), 1);
 	ck_assert_uint_eq(su_count(err, "zkalloc: warning"), 1);
 }
@@ -202,7 +206,8 @@ static int realloc_exhaustion(void *arg)
 		return 8;
 	memset(r, 1, 40 * MiB);
 	zk_stats_t after = stats();
-	if (after.overflow_count <= before.overflow_count || before.overflow_count == 0)
+	if (after.overflow_count <= before.overflow_count ||
+	    before.overflow_count == 0)
 		return 9;
 	zk_free(r);
 	zk_free(p);
@@ -222,7 +227,8 @@ START_TEST(slab_exhausted_in_realloc)
 {
 	const char *env[] = {"ZK_ALLOC_SLAB_GB=0.03", NULL};
 	int rc = su_child(realloc_exhaustion, NULL, env, err, sizeof(err));
-	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
 	ck_assert_uint_le(su_count(err, "zkalloc: warning"), 1);
 }
 END_TEST
@@ -325,14 +331,16 @@ static int fork_scenario(void *arg)
 START_TEST(fork_inside_phase)
 {
 	int rc = su_child(fork_scenario, (void *)1, NULL, err, sizeof(err));
-	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
 }
 END_TEST
 
 START_TEST(fork_outside_phase)
 {
 	int rc = su_child(fork_scenario, NULL, NULL, err, sizeof(err));
-	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc, su_tail(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
 }
 END_TEST
 

@@ -19,8 +19,8 @@
 #include <string.h>
 
 #define RSS_SLACK ((size_t)8 << 20)
-#define NSMALL 2000
-#define NMID 64
+#define NSMALL	  2000
+#define NMID	  64
 
 /* One proof-shaped phase: a few big vectors, mid-size blocks across the
  * threshold, small bookkeeping; half freed in the phase, the rest dropped. */
@@ -71,21 +71,21 @@ START_TEST(thousand_identical_phases)
 	size_t rss_ref = 0, rss_max = 0, res_max = 0;
 	for (unsigned ph = 1; ph <= n; ph++) {
 		bad += one_phase(ph);
-		ck_assert_int_eq(zk_mallctl("arena.4096.purge", NULL, NULL,
-					    NULL, 0),
-				 0);
+		ck_assert_int_eq(
+		    zk_mallctl("arena.4096.purge", NULL, NULL, NULL, 0), 0);
 		if (ph == 2) {
 			zk_stats_get(&ref);
 			rss_ref = su_rss();
 		} else if (ph > 2) {
 			zk_stats_get(&st);
 			if (getenv("ZK_STRESS_VERBOSE") && ph % 50 == 0)
-				printf("phase %u: resident %zu RSS %zu KiB\n", ph,
-				       st.resident_bytes, su_rss() >> 10);
+				printf("phase %u: resident %zu RSS %zu KiB\n",
+				       ph, st.resident_bytes, su_rss() >> 10);
 			size_t rss = su_rss();
 			rss_max = rss > rss_max ? rss : rss_max;
-			res_max = st.resident_bytes > res_max ? st.resident_bytes
-							      : res_max;
+			res_max = st.resident_bytes > res_max
+				      ? st.resident_bytes
+				      : res_max;
 		}
 	}
 	printf("memory: %u phases; resident slab bytes %zu after phase 2, "

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MAXLIVE 48  /* live blocks per thread */
-#define MAILBOX 8   /* blocks handed to the next thread per phase */
+#define MAXLIVE 48 /* live blocks per thread */
+#define MAILBOX 8  /* blocks handed to the next thread per phase */
 
 typedef struct blk {
 	unsigned char *p;

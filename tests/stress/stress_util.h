@@ -7,7 +7,8 @@
 #include <stdint.h>
 
 /* Workload size factor: 1 at CI size, smaller when meson builds with a
- * sanitizer (ZK_STRESS_REDUCED), ZK_STRESS_SCALE=n multiplies (scripts/soak). */
+ * sanitizer (ZK_STRESS_REDUCED), ZK_STRESS_SCALE=n multiplies (scripts/soak).
+ */
 unsigned su_scale(unsigned ci, unsigned reduced);
 
 /* The base seed: ZK_STRESS_SEED, else a fixed default. Printed on failure. */
