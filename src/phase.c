@@ -303,6 +303,19 @@ int zk_small_flags_slow(uint64_t epoch)
 }
 
 static bool warned_destroy;
+static _Atomic bool warned_full;
+
+void zk_warn_slab_full(size_t size)
+{
+	if (atomic_load_explicit(&warned_full, memory_order_relaxed) ||
+	    atomic_exchange_explicit(&warned_full, true, memory_order_relaxed))
+		return;
+	warnf("zkalloc: warning: a phase slab is full (a request of %zu bytes "
+	      "did not fit; slabs are %zu bytes); requests that do not fit are "
+	      "served by plain jemalloc and counted as overflow "
+	      "(ZK_ALLOC_SLAB_GB raises the slab size)\n",
+	      size, (size_t)zk_g.opt[ZK_OPT_SLAB_SIZE]);
+}
 
 int zk_begin_phase(void)
 {

@@ -85,6 +85,10 @@ static inline void zk_count_overflow(size_t size)
 				  memory_order_relaxed);
 }
 
+/* A phase arena refused a request: its slab is full. Warns once per
+ * process; the other overflow causes warn where they are found. */
+void zk_warn_slab_full(size_t size);
+
 /* Slabs currently held by live threads (takes the lock). */
 unsigned zk_phase_slabs_in_use(void);
 

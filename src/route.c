@@ -44,6 +44,7 @@ static void *alloc_in_phase(size_t size, int flags)
 			void *p = je_mallocx(size, phase_call_flags(flags, af));
 			if (likely(p != NULL))
 				return p;
+			zk_warn_slab_full(size);
 		}
 		zk_count_overflow(size);
 	} else if (zk_g.small_resident) {
@@ -214,6 +215,7 @@ static void *realloc_phase(zk_slab_t *s, void *p, size_t size, int flags)
 	void *q = je_rallocx(p, size, phase_call_flags(flags, af));
 	if (likely(q != NULL))
 		return q;
+	zk_warn_slab_full(size);
 	size_t old = je_sallocx(p, 0);
 	q = je_mallocx(size, flags & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK));
 	if (q == NULL) {
@@ -236,6 +238,8 @@ static void *promote(void *p, size_t size, int flags)
 	int af = zk_phase_flags();
 	void *q = af ? je_mallocx(size, phase_call_flags(flags, af)) : NULL;
 	if (q == NULL) {
+		if (af != 0)
+			zk_warn_slab_full(size);
 		zk_count_overflow(size);
 		return NULL;
 	}
