@@ -25,7 +25,10 @@
  * Everything is thread-safe unless a line says otherwise. Nothing here
  * aborts: when phase memory cannot serve a request (region not reserved, slab
  * exhausted, more threads than slabs, arena creation failed) the request is
- * served by ordinary jemalloc and counted as overflow.
+ * served by ordinary jemalloc and counted as overflow. The one exception is
+ * checked mode (ZK_ALLOC_CHECK=1, off by default), which reports a proven
+ * violation of the contract above (pointer, size, its phase, the current
+ * phase) and aborts; docs/guarantees.md lists what it catches.
  */
 #ifndef ZKALLOC_H
 #define ZKALLOC_H
@@ -106,7 +109,8 @@ ZK_API void *zk_realloc(void *p, size_t size);
 
 /* free(3) of anything zk_* or jemalloc's *allocx API returned (and malloc's,
  * when jemalloc is the process's malloc). NULL is a no-op. Any other pointer
- * has undefined behaviour, as with free(3). */
+ * has undefined behaviour, as with free(3); with ZK_ALLOC_CHECK=1 a pointer
+ * into the phase region that is not a live block is reported (abort). */
 ZK_API void zk_free(void *p);
 
 /* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL).
@@ -133,8 +137,9 @@ ZK_API bool zk_owns(const void *p);
 
 /* Opt-in for code that calls je_mallocx itself: the flags that put a
  * je_mallocx call into this thread's phase arena
- * (MALLOCX_ARENA(i) | MALLOCX_TCACHE_NONE), or 0 when no phase is active or
- * no slab/arena is available. Creates the arena on first use in a phase.
+ * (MALLOCX_ARENA(i) | MALLOCX_TCACHE_NONE), or 0 when no phase is active,
+ * no slab/arena is available, or ZK_ALLOC_CHECK=1 (checked mode tracks every
+ * phase block, so none may bypass zk_*). Creates the arena on first use.
  * Free such blocks with zk_free() or je_dallocx(p, MALLOCX_TCACHE_NONE).
  * A NULL from je_mallocx with these flags means the slab is exhausted: the
  * caller must fall back (e.g. to zk_mallocx). */
