@@ -179,7 +179,7 @@ static void *worker_main(void *arg)
 START_TEST(threads_by_phases)
 {
 	seed = su_seed();
-	nthreads = su_scale(12, 8);
+	nthreads = su_width(12, 8);
 	nphases = su_scale(300, 100);
 	ops_per_round = 60;
 	workers = calloc(nthreads, sizeof(*workers));

@@ -9,15 +9,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-unsigned su_scale(unsigned ci, unsigned reduced)
+unsigned su_width(unsigned ci, unsigned reduced)
 {
 #ifdef ZK_STRESS_REDUCED
-	unsigned n = reduced;
 	(void)ci;
+	return reduced;
 #else
-	unsigned n = ci;
 	(void)reduced;
+	return ci;
 #endif
+}
+
+unsigned su_scale(unsigned ci, unsigned reduced)
+{
+	unsigned n = su_width(ci, reduced);
 	const char *s = getenv("ZK_STRESS_SCALE");
 	if (s != NULL && atoi(s) > 0)
 		n *= (unsigned)atoi(s);

@@ -6,10 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Workload size factor: 1 at CI size, smaller when meson builds with a
- * sanitizer (ZK_STRESS_REDUCED), ZK_STRESS_SCALE=n multiplies (scripts/soak).
- */
+/* A workload length (phases, threads over time, inputs): ci at CI size,
+ * reduced when meson builds with a sanitizer (ZK_STRESS_REDUCED), times
+ * ZK_STRESS_SCALE when set (scripts/soak). */
 unsigned su_scale(unsigned ci, unsigned reduced);
+
+/* A width (threads at once): ci or reduced, never scaled. */
+unsigned su_width(unsigned ci, unsigned reduced);
 
 /* The base seed: ZK_STRESS_SEED, else a fixed default. Printed on failure. */
 uint64_t su_seed(void);
