@@ -28,7 +28,7 @@
  * served by ordinary jemalloc and counted as overflow. The one exception is
  * checked mode (ZK_ALLOC_CHECK=1, off by default), which reports a proven
  * violation of the contract above (pointer, size, its phase, the current
- * phase) and aborts; docs/guarantees.md lists what it catches.
+ * phase) and aborts; README.md ("Guarantees") lists what it catches.
  */
 #ifndef ZKALLOC_H
 #define ZKALLOC_H
