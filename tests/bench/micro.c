@@ -62,9 +62,9 @@ static void fail(const char *what)
 
 /* ------------------------------------------------------------- route */
 
-#define BATCH 32
+#define BATCH	    32
 #define ROUTE_ITERS 200000 /* batches per repetition */
-#define REPS 7
+#define REPS	    7
 
 enum route_kind { R_ZK, R_JE };
 
@@ -111,10 +111,12 @@ static void bench_route(void)
 	       "%d runs\n",
 	       BATCH, REPS);
 	printf("route  je_mallocx+je_dallocx      %6.2f ns\n", mj);
-	printf("route  zk_malloc+zk_free outside  %6.2f ns  (%.3f x jemalloc)\n",
-	       mo, mo / mj);
-	printf("route  zk_malloc+zk_free in phase %6.2f ns  (%.3f x jemalloc)\n",
-	       mi, mi / mj);
+	printf(
+	    "route  zk_malloc+zk_free outside  %6.2f ns  (%.3f x jemalloc)\n",
+	    mo, mo / mj);
+	printf(
+	    "route  zk_malloc+zk_free in phase %6.2f ns  (%.3f x jemalloc)\n",
+	    mi, mi / mj);
 }
 
 /* ------------------------------------------------------------- large */
@@ -129,11 +131,11 @@ static void touch(char *p, size_t n)
 enum large_kind { L_ZK_PHASE, L_ZK_PHASE_EACH, L_JE, L_JE_NODECAY };
 
 /* us per allocate + touch + free of `size`; *flt gets faults per iteration */
-static double large_once(enum large_kind k, size_t size, int iters,
-			 double *flt)
+static double large_once(enum large_kind k, size_t size, int iters, double *flt)
 {
 	unsigned arena = 0;
-	if (k == L_JE_NODECAY) { /* jemalloc keeping its pages: the bar to meet */
+	if (k ==
+	    L_JE_NODECAY) { /* jemalloc keeping its pages: the bar to meet */
 		size_t sz = sizeof arena;
 		ssize_t never = -1;
 		if (je_mallctl("arenas.create", &arena, &sz, NULL, 0) != 0)
@@ -158,7 +160,7 @@ static double large_once(enum large_kind k, size_t size, int iters,
 			p = je_mallocx(size, 0);
 		else if (k == L_JE_NODECAY)
 			p = je_mallocx(size, MALLOCX_ARENA(arena) |
-						     MALLOCX_TCACHE_NONE);
+						 MALLOCX_TCACHE_NONE);
 		else
 			p = zk_malloc(size);
 		if (!p)
@@ -328,7 +330,8 @@ static void *calloc_worker(void *arg)
 			fail("zk_calloc returned memory that is not zero");
 		double t2 = now_ns();
 		j->phase_mem = zk_owns(p);
-		memset(p, 0xa5, j->size); /* leave it dirty for the next phase */
+		memset(p, 0xa5,
+		       j->size); /* leave it dirty for the next phase */
 		zk_free(p);
 		if (round == 0) {
 			j->t_fresh = (t1 - t0) / 1e3;
@@ -367,8 +370,9 @@ static void bench_calloc(void)
 	static const size_t sizes[NSIZES] = {(size_t)1 << 20, (size_t)16 << 20,
 					     (size_t)128 << 20,
 					     (size_t)512 << 20};
-	printf("calloc: zk_calloc (call; call + read every cache line) on fresh "
-	       "and on recycled slab memory, us\n");
+	printf(
+	    "calloc: zk_calloc (call; call + read every cache line) on fresh "
+	    "and on recycled slab memory, us\n");
 	pthread_barrier_t go, done, bye;
 	pthread_t th[NSIZES];
 	struct calloc_job job[NSIZES];
@@ -393,9 +397,10 @@ static void bench_calloc(void)
 		printf("calloc %4zu MiB%s: fresh %9.1f (%9.1f, %6ld faults)  "
 		       "recycled %9.1f (%9.1f, %6ld faults)  | jemalloc "
 		       "calloc+read first %9.1f, again %9.1f\n",
-		       sizes[i] >> 20, j->phase_mem ? "" : " (NOT phase memory)",
-		       j->t_fresh, j->t_fresh_touch, j->f_fresh, j->t_rec,
-		       j->t_rec_touch, j->f_rec, jf, jr);
+		       sizes[i] >> 20,
+		       j->phase_mem ? "" : " (NOT phase memory)", j->t_fresh,
+		       j->t_fresh_touch, j->f_fresh, j->t_rec, j->t_rec_touch,
+		       j->f_rec, jf, jr);
 	}
 	pthread_barrier_wait(&bye);
 	for (int i = 0; i < NSIZES; i++)
@@ -418,8 +423,9 @@ int main(int argc, char **argv)
 	if (all || !strcmp(what, "calloc"))
 		bench_calloc(), any = true;
 	if (!any) {
-		fprintf(stderr, "usage: zkbench-micro [route|large|phase|calloc|"
-				"all]\n");
+		fprintf(stderr,
+			"usage: zkbench-micro [route|large|phase|calloc|"
+			"all]\n");
 		return 2;
 	}
 	zk_stats_t st = {.size = sizeof st};

@@ -32,15 +32,15 @@
 #include "zkalloc.h"
 #endif
 
-#define MAX_THREADS 256
-#define MAX_PROOFS 1000
-#define MAX_LAYERS 40
-#define NCHUNKS 4	     /* quotient chunks */
-#define FRI_FINAL_LOG 6	     /* FRI stops at 64 elements */
-#define FRI_QUERIES 32
-#define TASK_BYTES (4u << 20) /* bytes of a matrix a task works on */
-#define QTASK_ROWS 2048u      /* rows per quotient task (its temp buffer) */
-#define NODE_BYTES 32u	      /* one work-queue node */
+#define MAX_THREADS   256
+#define MAX_PROOFS    1000
+#define MAX_LAYERS    40
+#define NCHUNKS	      4 /* quotient chunks */
+#define FRI_FINAL_LOG 6 /* FRI stops at 64 elements */
+#define FRI_QUERIES   32
+#define TASK_BYTES    (4u << 20) /* bytes of a matrix a task works on */
+#define QTASK_ROWS    2048u	 /* rows per quotient task (its temp buffer) */
+#define NODE_BYTES    32u	 /* one work-queue node */
 
 enum mode { MODE_MALLOC, MODE_IDEAL, MODE_ZK };
 
@@ -49,7 +49,7 @@ enum mode { MODE_MALLOC, MODE_IDEAL, MODE_ZK };
 struct opts {
 	enum mode mode;
 	const char *preset;
-	const char *label; /* allocator name written to the CSV */
+	const char *label;   /* allocator name written to the CSV */
 	const char *csv;     /* append one row per proof here */
 	const char *summary; /* append one summary row here */
 	unsigned threads;
@@ -67,11 +67,12 @@ static struct opts O;
 /* -------------------------------------------------------- BabyBear field */
 
 /* p = 15 * 2^27 + 1; values are kept in Montgomery form (R = 2^32). */
-#define FP 2013265921u
+#define FP	2013265921u
 #define FP_NINV 0x77ffffffu /* -p^-1 mod 2^32 */
 
 /* Branch-free reductions (an unsigned min picks the reduced value) so that
- * the compiler vectorizes the butterfly loops, as a prover's SIMD code would. */
+ * the compiler vectorizes the butterfly loops, as a prover's SIMD code would.
+ */
 static inline uint32_t umin32(uint32_t a, uint32_t b)
 {
 	return a < b ? a : b;
@@ -167,17 +168,17 @@ static void digest(const uint32_t *x, size_t n, uint32_t out[8])
 enum slot {
 	S_SMALL = 0, /* bookkeeping: ideal serves it from the pool */
 	S_TRACE,
-	S_TW,	     /* twiddles of the trace LDE */
-	S_TW_CHUNK,  /* twiddles of the chunk LDEs */
-	S_Q,	     /* quotient */
-	S_F0,	     /* FRI input */
-	S_FOLD,	     /* 2: ping-pong fold buffers */
-	S_QTMP = S_FOLD + 2,			     /* per thread */
-	S_CHUNK = S_QTMP + MAX_THREADS,		     /* NCHUNKS */
-	S_TMERKLE = S_CHUNK + NCHUNKS,		     /* MAX_LAYERS */
-	S_CMERKLE = S_TMERKLE + MAX_LAYERS,	     /* NCHUNKS x MAX_LAYERS */
+	S_TW,				    /* twiddles of the trace LDE */
+	S_TW_CHUNK,			    /* twiddles of the chunk LDEs */
+	S_Q,				    /* quotient */
+	S_F0,				    /* FRI input */
+	S_FOLD,				    /* 2: ping-pong fold buffers */
+	S_QTMP = S_FOLD + 2,		    /* per thread */
+	S_CHUNK = S_QTMP + MAX_THREADS,	    /* NCHUNKS */
+	S_TMERKLE = S_CHUNK + NCHUNKS,	    /* MAX_LAYERS */
+	S_CMERKLE = S_TMERKLE + MAX_LAYERS, /* NCHUNKS x MAX_LAYERS */
 	S_FMERKLE = S_CMERKLE + NCHUNKS * MAX_LAYERS, /* 2 x MAX_LAYERS */
-	S_GROW = S_FMERKLE + 2 * MAX_LAYERS,	     /* per segment */
+	S_GROW = S_FMERKLE + 2 * MAX_LAYERS,	      /* per segment */
 	NSLOTS = S_GROW + MAX_THREADS,
 };
 
@@ -200,8 +201,8 @@ static void die(const char *what)
 static void *pool_alloc(size_t n)
 {
 	n = (n + 15) & ~(size_t)15;
-	size_t off = atomic_fetch_add_explicit(&pool_used, n,
-					       memory_order_relaxed);
+	size_t off =
+	    atomic_fetch_add_explicit(&pool_used, n, memory_order_relaxed);
 	if (off + n > pool_cap)
 		die("ideal: small pool exhausted (sizing bug)");
 	return pool + off;
@@ -325,11 +326,11 @@ static struct {
 
 struct small_map;
 static struct small_map *maps[MAX_THREADS];
-static _Atomic uint64_t small_sum;    /* checksum of bookkeeping bytes */
-static _Atomic uint64_t rec_next;     /* next bookkeeping record id */
-static uint64_t rec_limit;	      /* records per proof */
+static _Atomic uint64_t small_sum; /* checksum of bookkeeping bytes */
+static _Atomic uint64_t rec_next;  /* next bookkeeping record id */
+static uint64_t rec_limit;	   /* records per proof */
 static uint32_t rec_per_task;
-static _Atomic uint64_t ntasks_run;   /* tasks in this proof */
+static _Atomic uint64_t ntasks_run; /* tasks in this proof */
 static uint64_t proof_seed;
 
 static void bookkeeping(unsigned tid);
@@ -445,7 +446,7 @@ static void map_grow(struct small_map *m)
 {
 	size_t nb = m->nb ? m->nb * 2 : 16;
 	struct rec **b =
-		xrealloc(S_SMALL, m->b, m->nb * sizeof *b, nb * sizeof *b);
+	    xrealloc(S_SMALL, m->b, m->nb * sizeof *b, nb * sizeof *b);
 	if (!m->nb)
 		memset(b, 0, nb * sizeof *b);
 	for (size_t i = 0; i < m->nb; i++) { /* split each old chain */
@@ -476,7 +477,8 @@ static void map_put(struct small_map *m, uint64_t id)
 	r->len = (uint32_t)(sz - sizeof *r);
 	uint64_t v = mix64(id);
 	for (uint32_t j = 0; j < r->len; j++)
-		r->data[j] = (unsigned char)(v >> (8 * (j & 7))) + (unsigned char)j;
+		r->data[j] =
+		    (unsigned char)(v >> (8 * (j & 7))) + (unsigned char)j;
 	if (m->n >= m->nb)
 		map_grow(m);
 	struct rec **pp = &m->b[r->key & (m->nb - 1)];
@@ -559,7 +561,8 @@ static void ntt_task(void *ctx, uint32_t task)
 			for (unsigned j = 0; j < nj; j++) {
 				if (j & hj)
 					continue;
-				size_t pos = i + (size_t)(j & (2 * hj - 1)) * hl;
+				size_t pos =
+				    i + (size_t)(j & (2 * hj - 1)) * hl;
 				uint32_t w = c->tw[pos * stride];
 				uint32_t *a = row[j], *b = row[j + hj];
 				for (size_t k = 0; k < W; k++) {
@@ -579,7 +582,8 @@ static void ntt(uint32_t *m, size_t rows, size_t width, const uint32_t *tw)
 		unsigned g = levels - l < 4 ? levels - l : 4;
 		struct ntt c = {m, rows, width, tw, l, g, 0};
 		size_t unit_bytes = ((size_t)1 << g) * width * 4;
-		c.units_per_task = TASK_BYTES / unit_bytes ? TASK_BYTES / unit_bytes : 1;
+		c.units_per_task =
+		    TASK_BYTES / unit_bytes ? TASK_BYTES / unit_bytes : 1;
 		run(ntt_task, &c, ceil_div(rows >> g, c.units_per_task));
 		l += g;
 	}
@@ -770,8 +774,8 @@ static void quot_task(void *ctx, uint32_t task)
 		size_t j = 0;
 		for (; j + 16 <= c->width; j += 16)
 			for (unsigned l = 0; l < 16; l++)
-				acc[l] = f_add(f_mul(acc[l], c->alpha[l]),
-					       x[j + l]);
+				acc[l] =
+				    f_add(f_mul(acc[l], c->alpha[l]), x[j + l]);
 		for (; j < c->width; j++)
 			acc[j & 15] = f_add(acc[j & 15], x[j]);
 		uint32_t *t = tmp + (r - r0) * 8;
@@ -785,7 +789,7 @@ static void quot_task(void *ctx, uint32_t task)
 		const uint32_t *t = tmp + (r - r0) * 8;
 		for (unsigned l = 0; l < 4; l++)
 			c->q[r * 4 + l] =
-				f_add(c->q[r * 4 + l], f_mul(t[l], t[4 + l]));
+			    f_add(c->q[r * 4 + l], f_mul(t[l], t[4 + l]));
 	}
 	xfree(S_QTMP, tmp);
 }
@@ -851,10 +855,9 @@ static void fold_task(void *ctx, uint32_t task)
 		i1 = c->len;
 	for (size_t i = i0; i < i1; i++)
 		for (unsigned l = 0; l < 4; l++)
-			c->dst[i * 4 + l] =
-				f_add(c->src[2 * i * 4 + l],
-				      f_mul(c->src[(2 * i + 1) * 4 + l],
-					    c->beta[l]));
+			c->dst[i * 4 + l] = f_add(
+			    c->src[2 * i * 4 + l],
+			    f_mul(c->src[(2 * i + 1) * 4 + l], c->beta[l]));
 }
 
 /* One proof of 2^log_n rows (2^(log_n+1) after extension). Returns its
@@ -870,9 +873,8 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 	uint32_t *trace = xalloc(S_TRACE, rows * W * 4);
 	if (O.grow) {
 		size_t width = W;
-		struct grow_ctx g = {trace, n,		   W,
-				     O.threads, true, gen_trace_row,
-				     &width};
+		struct grow_ctx g = {trace,	    n,	   W, O.threads, true,
+				     gen_trace_row, &width};
 		run(grow_task, &g, g.nseg);
 	} else {
 		struct fill_ctx f = {trace, n, W, 0};
@@ -921,8 +923,8 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 		fc.gamma[l] = f_rand(proof_seed, 3, l);
 	uint32_t *f = xalloc(S_F0, rows * 16);
 	if (O.grow) {
-		struct grow_ctx g = {f, rows, 4, O.threads, false, gen_f0_row,
-				     &fc};
+		struct grow_ctx g = {f,	    rows,	4,  O.threads,
+				     false, gen_f0_row, &fc};
 		run(grow_task, &g, g.nseg);
 	} else {
 		struct f0_fill_ctx fx = {&fc, f, rows, TASK_BYTES / 16};
@@ -935,8 +937,8 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 	struct merkle fm = {.nlayers = 0};
 	size_t len = rows;
 	for (unsigned r = 1; len > ((size_t)1 << FRI_FINAL_LOG); r++) {
-		struct fold_ctx fo = {.src = f, .len = len / 2,
-				      .per_task = TASK_BYTES / 16};
+		struct fold_ctx fo = {
+		    .src = f, .len = len / 2, .per_task = TASK_BYTES / 16};
 		for (unsigned l = 0; l < 4; l++)
 			fo.beta[l] = f_rand(proof_seed, 100 + r, l);
 		int nslot = S_FOLD + (int)(r & 1);
@@ -952,9 +954,11 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 		ck = mix64(ck ^ merkle_root(&nm));
 		for (unsigned qi = 0; qi < FRI_QUERIES; qi++) {
 			size_t at = mix64(proof_seed ^ (r * 1000 + qi)) % len;
-			ck = mix64(ck ^ f[at * 4] ^ ((uint64_t)f[at * 4 + 3] << 32));
+			ck = mix64(ck ^ f[at * 4] ^
+				   ((uint64_t)f[at * 4 + 3] << 32));
 			if (fm.nlayers)
-				ck = mix64(ck ^ fm.layer[0][(at / 2 % fm.len[0]) * 8]);
+				ck = mix64(
+				    ck ^ fm.layer[0][(at / 2 % fm.len[0]) * 8]);
 		}
 		merkle_free(&fm);
 		xfree(fslot, f);
@@ -1037,8 +1041,8 @@ static void ideal_plan(unsigned log_n)
 	merkle_need(S_FMERKLE, rows / 8);
 	if (O.grow)
 		for (unsigned s = 0; s < O.threads; s++) {
-			size_t a = n * W * (s + 1) / O.threads -
-				   n * W * s / O.threads;
+			size_t a =
+			    n * W * (s + 1) / O.threads - n * W * s / O.threads;
 			size_t b = rows * 4 * (s + 1) / O.threads -
 				   rows * 4 * s / O.threads;
 			slot_need(S_GROW + (int)s, (a > b ? a : b) * 4 + 64);
@@ -1096,7 +1100,8 @@ static size_t tasks_estimate(unsigned log_n)
 	t += (levels / 4 + 1) * (rows * W * 4 / TASK_BYTES + 2);
 	t += 2 * (rows * W * 4 / TASK_BYTES + 2); /* leaves, layers */
 	t += rows / QTASK_ROWS + 1;
-	t += (NCHUNKS + 1) * (levels / 4 + 1) * (rows * 16 / TASK_BYTES + 4) * 2;
+	t +=
+	    (NCHUNKS + 1) * (levels / 4 + 1) * (rows * 16 / TASK_BYTES + 4) * 2;
 	t += 4 * (rows * 16 / TASK_BYTES + 4) * 2; /* f0, folds, merkles */
 	t += 64 * levels;
 	return t;
@@ -1173,15 +1178,16 @@ static int cmp_long(const void *a, const void *b)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: zkbench-prover [--mode malloc|ideal|zk] "
-		"[--preset small|default|large|vary|grow]\n"
-		"       [--threads T] [--proofs K] [--log-n L] [--width W] "
-		"[--small S]\n"
-		"       [--label NAME] [--csv FILE] [--summary FILE] [--quiet]\n"
-		"Runs K proofs of an FFT/FRI-shaped workload and prints per-proof "
-		"wall time,\nminor faults and RSS, then the warm median and the "
-		"checksum.\n");
+	fprintf(
+	    stderr,
+	    "usage: zkbench-prover [--mode malloc|ideal|zk] "
+	    "[--preset small|default|large|vary|grow]\n"
+	    "       [--threads T] [--proofs K] [--log-n L] [--width W] "
+	    "[--small S]\n"
+	    "       [--label NAME] [--csv FILE] [--summary FILE] [--quiet]\n"
+	    "Runs K proofs of an FFT/FRI-shaped workload and prints per-proof "
+	    "wall time,\nminor faults and RSS, then the warm median and the "
+	    "checksum.\n");
 	exit(2);
 }
 
@@ -1295,28 +1301,30 @@ int main(int argc, char **argv)
 		if (!csv)
 			die("cannot open the --csv file");
 		if (ftell(csv) == 0)
-			fprintf(csv, "label,mode,preset,threads,proof,log_n,width,"
-				     "wall_s,minflt,rss_end_mib,proof_peak_mib,"
-				     "checksum,cpu_s\n");
+			fprintf(csv,
+				"label,mode,preset,threads,proof,log_n,width,"
+				"wall_s,minflt,rss_end_mib,proof_peak_mib,"
+				"checksum,cpu_s\n");
 	}
 	if (O.summary) {
 		sum = fopen(O.summary, "a");
 		if (!sum)
 			die("cannot open the --summary file");
 		if (ftell(sum) == 0)
-			fprintf(sum, "label,mode,preset,threads,proofs,log_n,width,"
-				     "warm_median_s,cold_s,warm_minflt,"
-				     "peak_rss_mib,rss_growth_mib,checksum,"
-				     "warm_cpu_s\n");
+			fprintf(sum,
+				"label,mode,preset,threads,proofs,log_n,width,"
+				"warm_median_s,cold_s,warm_minflt,"
+				"peak_rss_mib,rss_growth_mib,checksum,"
+				"warm_cpu_s\n");
 	}
 	if (!O.quiet) {
 		printf("# zkbench-prover mode=%s label=%s preset=%s threads=%u "
 		       "proofs=%u log_n=%u width=%u small=%u\n",
-		       mode_name(O.mode), O.label, O.preset, O.threads, O.proofs,
-		       O.log_n, O.width, O.small);
-		printf("%-6s %-6s %9s %10s %9s %9s %10s  %s\n", "proof", "log_n",
-		       "wall_s", "minflt", "rss_MiB", "peak_MiB", "hwm_MiB",
-		       "checksum");
+		       mode_name(O.mode), O.label, O.preset, O.threads,
+		       O.proofs, O.log_n, O.width, O.small);
+		printf("%-6s %-6s %9s %10s %9s %9s %10s  %s\n", "proof",
+		       "log_n", "wall_s", "minflt", "rss_MiB", "peak_MiB",
+		       "hwm_MiB", "checksum");
 	}
 	double wall[MAX_PROOFS], cpu[MAX_PROOFS];
 	long flt[MAX_PROOFS], rss[MAX_PROOFS], peak[MAX_PROOFS];
@@ -1346,15 +1354,17 @@ int main(int argc, char **argv)
 		peak[i] = status_kib("VmHWM");
 		total = mix64(total ^ ck);
 		if (!O.quiet) {
-			printf("%-6u %-6u %9.3f %10ld %9.1f %9.1f %10s  %016" PRIx64
-			       "\n",
-			       i + 1, sizes[i], wall[i], flt[i], rss[i] / 1024.0,
-			       peak[i] / 1024.0, i == 0 ? "(cold)" : "", ck);
+			printf("%-6u %-6u %9.3f %10ld %9.1f %9.1f %10s  "
+			       "%016" PRIx64 "\n",
+			       i + 1, sizes[i], wall[i], flt[i],
+			       rss[i] / 1024.0, peak[i] / 1024.0,
+			       i == 0 ? "(cold)" : "", ck);
 			fflush(stdout);
 		}
 		if (csv) {
-			fprintf(csv, "%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
-				     "%016" PRIx64 ",%.4f\n",
+			fprintf(csv,
+				"%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
+				"%016" PRIx64 ",%.4f\n",
 				O.label, mode_name(O.mode), O.preset, O.threads,
 				i + 1, sizes[i], O.width, wall[i], flt[i],
 				rss[i] / 1024.0, peak[i] / 1024.0, ck, cpu[i]);
@@ -1392,35 +1402,38 @@ int main(int argc, char **argv)
 			break;
 		}
 	if (!O.quiet) {
-		printf("# warm median %.3f s (CPU %.3f s), cold %.3f s, warm "
-		       "faults (median) %ld, peak RSS %.1f MiB, RSS growth %.1f "
-		       "MiB\n",
-		       wmed, cmed, wall[0], fmed, maxpeak / 1024.0, growth);
+		printf(
+		    "# warm median %.3f s (CPU %.3f s), cold %.3f s, warm "
+		    "faults (median) %ld, peak RSS %.1f MiB, RSS growth %.1f "
+		    "MiB\n",
+		    wmed, cmed, wall[0], fmed, maxpeak / 1024.0, growth);
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK) {
 			zk_stats_t st = {.size = sizeof st};
 			if (zk_stats_get(&st) == 0)
-				printf("# zkalloc: region %s, slab %.1f GiB x %u, "
-				       "resident %.1f MiB, overflow %" PRIu64
-				       " (%.1f MiB), "
-				       "arenas %" PRIu64 ", hook zeroed %.1f "
-				       "MiB, small resident %.1f MiB\n",
-				       st.region_reserved ? "reserved" : "FAILED",
-				       st.slab_size / 1073741824.0, st.nslabs,
-				       st.resident_bytes / 1048576.0,
-				       st.overflow_count,
-				       st.overflow_bytes / 1048576.0,
-				       st.arenas_created,
-				       st.hook_zeroed_bytes / 1048576.0,
-				       st.small_resident_bytes / 1048576.0);
+				printf(
+				    "# zkalloc: region %s, slab %.1f GiB x %u, "
+				    "resident %.1f MiB, overflow %" PRIu64
+				    " (%.1f MiB), "
+				    "arenas %" PRIu64 ", hook zeroed %.1f "
+				    "MiB, small resident %.1f MiB\n",
+				    st.region_reserved ? "reserved" : "FAILED",
+				    st.slab_size / 1073741824.0, st.nslabs,
+				    st.resident_bytes / 1048576.0,
+				    st.overflow_count,
+				    st.overflow_bytes / 1048576.0,
+				    st.arenas_created,
+				    st.hook_zeroed_bytes / 1048576.0,
+				    st.small_resident_bytes / 1048576.0);
 		}
 #endif
 	}
 	if (csv)
 		fclose(csv);
 	if (sum) {
-		fprintf(sum, "%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
-			     "%016" PRIx64 ",%.4f\n",
+		fprintf(sum,
+			"%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
+			"%016" PRIx64 ",%.4f\n",
 			O.label, mode_name(O.mode), O.preset, O.threads,
 			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
 			maxpeak / 1024.0, growth, total, cmed);
