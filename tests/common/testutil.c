@@ -1,5 +1,7 @@
+#define _GNU_SOURCE
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +28,20 @@ size_t tu_rss_bytes(void)
 	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-int tu_run_child(int (*fn)(void), const char *const *env, char *err,
-		 size_t errlen)
+int tu_run_child(int (*fn)(void *), void *arg, const char *const *env,
+		 char *err, size_t errlen)
 {
-	int fds[2];
-	if (pipe(fds) != 0)
+	int fd[2];
+	if (pipe(fd) != 0)
 		return -1;
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], STDERR_FILENO);
+		close(fd[0]);
+		dup2(fd[1], STDERR_FILENO);
+		close(fd[1]);
 		for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
 			const char *eq = strchr(env[i], '=');
 			if (eq == NULL) {
@@ -50,46 +53,69 @@ int tu_run_child(int (*fn)(void), const char *const *env, char *err,
 				setenv(name, eq + 1, 1);
 			}
 		}
-		_exit(fn());
+		alarm(120); /* a hang is a failure, not a stuck CI */
+		int rc = fn(arg);
+		fflush(NULL);
+		_exit(rc);
 	}
-	close(fds[1]);
-	size_t used = 0;
-	ssize_t n;
-	while ((n = read(fds[0], err + used, errlen - 1 - used)) > 0 &&
-	       used + (size_t)n < errlen - 1)
-		used += (size_t)n;
-	if (n > 0)
-		used += (size_t)n;
-	err[used] = '\0';
-	/* Drain whatever did not fit so the child never blocks. */
-	char sink[256];
-	while (read(fds[0], sink, sizeof(sink)) > 0)
+	close(fd[1]);
+	size_t n = 0;
+	ssize_t r;
+	char sink[4096];
+	for (;;) {
+		char *dst = n + 1 < errlen ? err + n : sink;
+		size_t room = n + 1 < errlen ? errlen - 1 - n : sizeof(sink);
+		r = read(fd[0], dst, room);
+		if (r <= 0)
+			break;
+		if (dst != sink)
+			n += (size_t)r;
+	}
+	if (errlen > 0)
+		err[n] = '\0';
+	close(fd[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
 		;
-	close(fds[0]);
-	int status;
-	if (waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static inline uint8_t pattern(uint64_t seed, size_t i)
+/* A word per 8 bytes, derived from tag and the word's offset, so a block
+ * moved or overwritten by another block's pattern is told apart. A tail
+ * shorter than a word holds the word's first bytes: any prefix of a filled
+ * block checks as a block of that length (realloc shrinks). */
+static unsigned char tail_byte(size_t i, uint64_t tag)
 {
-	uint64_t x = seed * 0x9e3779b97f4a7c15ull + (uint64_t)i * 0xbf58476d1ce4e5b9ull;
-	return (uint8_t)(x >> 56) ^ (uint8_t)i;
+	uint64_t w = (tag + (i & ~(size_t)7)) * 0x9E3779B97F4A7C15ull;
+	unsigned char b[8];
+	memcpy(b, &w, 8);
+	return b[i & 7];
 }
 
-void tu_fill(void *p, size_t n, uint64_t seed)
+void tu_fill(void *p, size_t n, uint64_t tag)
 {
-	uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		b[i] = pattern(seed, i);
+	unsigned char *b = p;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = (tag + i) * 0x9E3779B97F4A7C15ull;
+		memcpy(b + i, &w, 8);
+	}
+	for (; i < n; i++)
+		b[i] = tail_byte(i, tag);
 }
 
-size_t tu_check(const void *p, size_t n, uint64_t seed)
+size_t tu_check(const void *p, size_t n, uint64_t tag)
 {
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		if (b[i] != pattern(seed, i))
+	const unsigned char *b = p;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = (tag + i) * 0x9E3779B97F4A7C15ull, v;
+		memcpy(&v, b + i, 8);
+		if (v != w)
+			return i;
+	}
+	for (; i < n; i++)
+		if (b[i] != tail_byte(i, tag))
 			return i;
 	return SIZE_MAX;
 }

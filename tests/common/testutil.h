@@ -11,17 +11,22 @@ long tu_minor_faults(void);
 /* Resident set size of this process in bytes (/proc/self/statm). */
 size_t tu_rss_bytes(void);
 
-/* Run fn() in a forked child with the given environment changes applied
- * ("NAME=value" sets, "NAME" alone unsets; NULL-terminated) and its stderr
- * captured into err (NUL-terminated, at most errlen - 1 bytes). Returns the
- * child's exit status (0..255), or -1 if it died by a signal. */
-int tu_run_child(int (*fn)(void), const char *const *env, char *err,
-		 size_t errlen);
+/* Run fn(arg) in a forked child with the environment changes applied first
+ * ("NAME=value" sets, "NAME" alone unsets; NULL-terminated, may be NULL) and
+ * its stderr captured into err (NUL-terminated, at most errlen - 1 bytes).
+ * A child that hangs is killed after 120 s. Returns the child's exit status
+ * (0..255), 128 + the signal number if a signal ended it, or -1 if it could
+ * not be started. */
+int tu_run_child(int (*fn)(void *), void *arg, const char *const *env,
+		 char *err, size_t errlen);
 
-/* Fill / check a block with a pattern derived from seed. check returns the
+/* Fill / check a block with the canary pattern of tag: a word per 8 bytes
+ * derived from tag and the offset, so a block moved or overwritten by
+ * another block's pattern is told apart, and any prefix of a filled block
+ * checks as a block of that length (realloc shrinks). check returns the
  * index of the first wrong byte, or SIZE_MAX if all are right. */
-void tu_fill(void *p, size_t n, uint64_t seed);
-size_t tu_check(const void *p, size_t n, uint64_t seed);
+void tu_fill(void *p, size_t n, uint64_t tag);
+size_t tu_check(const void *p, size_t n, uint64_t tag);
 
 /* True if every byte of p[0..n) is zero. */
 int tu_all_zero(const void *p, size_t n);

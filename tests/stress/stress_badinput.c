@@ -138,7 +138,7 @@ static void one_bad_value(const char *var, const char *value,
 	char set[512];
 	snprintf(set, sizeof(set), "%s=%s", var, value);
 	const char *env[] = {set, companion, NULL};
-	int rc = su_child(print_options, NULL, env, err, sizeof(err));
+	int rc = tu_run_child(print_options, NULL, env, err, sizeof(err));
 	ck_assert_msg(rc == 0, "%s=\"%s\": child status %d:\n%s", var, value,
 		      rc, su_tail(err));
 	char got[512], quoted[160];
@@ -166,11 +166,11 @@ START_TEST(bad_environment_values)
 	char with_slabs[512], with_promote[512];
 	const char *e1[] = {"ZK_ALLOC_SLABS=3", NULL};
 	const char *e2[] = {"ZK_ALLOC_PROMOTE_BYTES=2M", NULL};
-	ck_assert_int_eq(su_child(print_options, NULL, e1, err, sizeof(err)),
+	ck_assert_int_eq(tu_run_child(print_options, NULL, e1, err, sizeof(err)),
 			 0);
 	opts_line(err, with_slabs, sizeof(with_slabs));
 	ck_assert_ptr_null(strstr(err, "warning"));
-	ck_assert_int_eq(su_child(print_options, NULL, e2, err, sizeof(err)),
+	ck_assert_int_eq(tu_run_child(print_options, NULL, e2, err, sizeof(err)),
 			 0);
 	opts_line(err, with_promote, sizeof(with_promote));
 	ck_assert_ptr_null(strstr(err, "warning"));
@@ -364,11 +364,11 @@ START_TEST(pointers_zkalloc_did_not_return)
 		unsigned char *p = je_mallocx(100000, 0);
 		ck_assert_ptr_nonnull(p);
 		ck_assert(!zk_owns(p));
-		su_fill(p, 100000, 3);
+		tu_fill(p, 100000, 3);
 		unsigned char *q = zk_realloc(p, 3 << 20);
 		ck_assert_ptr_nonnull(q);
 		ck_assert(!zk_owns(q)); /* sticky: stays ordinary */
-		ck_assert_uint_eq(su_check(q, 100000, 3), SIZE_MAX);
+		ck_assert_uint_eq(tu_check(q, 100000, 3), SIZE_MAX);
 		zk_free(q);
 		p = je_mallocx(64, 0);
 		ck_assert_ptr_null(zk_realloc(p, 0)); /* frees, glibc-style */

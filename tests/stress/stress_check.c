@@ -84,11 +84,11 @@ static int read_after_begin(void *arg)
 START_TEST(use_after_begin_is_caught)
 {
 	expect_report(
-	    su_child(write_after_begin, NULL, checked, err, sizeof(err)),
+	    tu_run_child(write_after_begin, NULL, checked, err, sizeof(err)),
 	    "use after zk_begin_phase",
 	    "size 1048576, allocated in phase 1, current phase 2");
 	expect_report(
-	    su_child(read_after_begin, NULL, checked, err, sizeof(err)),
+	    tu_run_child(read_after_begin, NULL, checked, err, sizeof(err)),
 	    "use after zk_begin_phase",
 	    "size 1048576, allocated in phase 1, current phase 2");
 }
@@ -117,11 +117,11 @@ static int realloc_after_begin(void *arg)
 START_TEST(free_or_realloc_after_begin_is_caught)
 {
 	expect_report(
-	    su_child(free_after_begin, NULL, checked, err, sizeof(err)),
+	    tu_run_child(free_after_begin, NULL, checked, err, sizeof(err)),
 	    "zk_free after zk_begin_phase",
 	    "size 1048576, allocated in phase 1, current phase 3");
 	expect_report(
-	    su_child(realloc_after_begin, NULL, checked, err, sizeof(err)),
+	    tu_run_child(realloc_after_begin, NULL, checked, err, sizeof(err)),
 	    "zk_realloc after zk_begin_phase",
 	    "size 1048576, allocated in phase 1, current phase 2");
 }
@@ -155,15 +155,15 @@ static int double_free_after_realloc(void *arg)
 
 START_TEST(double_free_is_caught)
 {
-	expect_report(su_child(double_free, (void *)(uintptr_t)(3 * MiB),
+	expect_report(tu_run_child(double_free, (void *)(uintptr_t)(3 * MiB),
 			       checked, err, sizeof(err)),
 		      "zk_free of a freed block (double free)",
 		      "size 3145728, allocated in phase 1, current phase 1");
-	expect_report(su_child(double_free, (void *)(uintptr_t)40000, checked,
+	expect_report(tu_run_child(double_free, (void *)(uintptr_t)40000, checked,
 			       err, sizeof(err)),
 		      "(double free)",
 		      "size 40000, allocated in phase 1, current phase 1");
-	expect_report(su_child(double_free_after_realloc, NULL, checked, err,
+	expect_report(tu_run_child(double_free_after_realloc, NULL, checked, err,
 			       sizeof(err)),
 		      "(double free)",
 		      "size 65536, allocated in phase 1, current phase 1");
@@ -182,7 +182,7 @@ static int free_interior(void *arg)
 
 START_TEST(free_of_pointer_never_returned_is_caught)
 {
-	expect_report(su_child(free_interior, NULL, checked, err, sizeof(err)),
+	expect_report(tu_run_child(free_interior, NULL, checked, err, sizeof(err)),
 		      "zk_free of a pointer zkalloc never returned",
 		      "size unknown, allocated in no phase, current phase 1");
 }
@@ -239,12 +239,12 @@ static int begin_while_inside(void *arg)
 START_TEST(begin_during_phase_operation_is_caught)
 {
 	expect_report(
-	    su_child(begin_while_inside, NULL, checked, err, sizeof(err)),
+	    tu_run_child(begin_while_inside, NULL, checked, err, sizeof(err)),
 	    "zk_begin_phase (starting phase 2) while another thread "
 	    "is inside an allocation",
 	    "size 2097152, allocated in phase 1, current phase 1");
 	expect_report(
-	    su_child(begin_while_inside, (void *)1, checked, err, sizeof(err)),
+	    tu_run_child(begin_while_inside, (void *)1, checked, err, sizeof(err)),
 	    "while another thread is inside zk_free",
 	    "size 5242880, allocated in phase 1, current phase 1");
 }
@@ -255,7 +255,7 @@ static void *exiting_owner(void *arg)
 {
 	unsigned char **out = arg;
 	*out = zk_malloc(3 * MiB);
-	su_fill(*out, 3 * MiB, 42);
+	tu_fill(*out, 3 * MiB, 42);
 	return NULL;
 }
 
@@ -285,7 +285,7 @@ static int correct_program(void *arg)
 		zk_end_phase();
 		/* Phase memory stays valid, and may be freed, until the next
 		 * begin, also memory of a thread that exited. */
-		if (su_check(orphan, 3 * MiB, 42) != SIZE_MAX)
+		if (tu_check(orphan, 3 * MiB, 42) != SIZE_MAX)
 			return 5;
 		zk_free(orphan);
 		zk_free(a);
@@ -297,7 +297,7 @@ static int correct_program(void *arg)
 
 START_TEST(correct_program_runs_clean)
 {
-	int rc = su_child(correct_program, NULL, checked, err, sizeof(err));
+	int rc = tu_run_child(correct_program, NULL, checked, err, sizeof(err));
 	ck_assert_msg(rc == 0, "status %d; stderr:\n%s", rc, su_tail(err));
 	ck_assert_ptr_null(strstr(err, "ZK_ALLOC_CHECK"));
 }
@@ -317,7 +317,7 @@ static int stale_write_unchecked(void *arg)
 START_TEST(off_by_default)
 {
 	const char *const off[] = {"ZK_ALLOC_CHECK", NULL};
-	int rc = su_child(stale_write_unchecked, NULL, off, err, sizeof(err));
+	int rc = tu_run_child(stale_write_unchecked, NULL, off, err, sizeof(err));
 	ck_assert_msg(rc == 0, "status %d; stderr:\n%s", rc, su_tail(err));
 	ck_assert_ptr_null(strstr(err, "ZK_ALLOC_CHECK"));
 }

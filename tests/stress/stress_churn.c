@@ -42,10 +42,10 @@ static void *short_lived(void *arg)
 		}
 		if (!zk_owns(p[i]))
 			atomic_fetch_add(&not_phase, 1);
-		su_fill(p[i], sizes[i], r + (uint64_t)i);
+		tu_fill(p[i], sizes[i], r + (uint64_t)i);
 	}
 	for (int i = 0; i < 3; i++)
-		if (su_check(p[i], sizes[i], r + (uint64_t)i) != SIZE_MAX)
+		if (tu_check(p[i], sizes[i], r + (uint64_t)i) != SIZE_MAX)
 			atomic_fetch_add(&corrupt, 1);
 	zk_free(p[1]); /* the others are dropped with the phase */
 	return NULL;
@@ -78,9 +78,9 @@ START_TEST(ten_thousand_threads)
 		zk_end_phase();
 		if (ph + 1 == WARMUP) {
 			warm = stats();
-			rss_warm = su_rss();
+			rss_warm = tu_rss_bytes();
 		} else if (ph >= WARMUP) {
-			size_t rss = su_rss();
+			size_t rss = tu_rss_bytes();
 			rss_max = rss > rss_max ? rss : rss_max;
 		}
 	}

@@ -5,7 +5,7 @@
  * exits while another thread still uses its phase memory. In every case
  * every allocation must succeed, data must stay intact, overflow must be
  * counted, and at most one warning per fault kind may be printed.
- * Each scenario runs in a forked child (su_child) so its environment and
+ * Each scenario runs in a forked child (tu_run_child) so its environment and
  * its fault stay its own; a child returns a distinct code per failed check.
  */
 #define JEMALLOC_NO_DEMANGLE
@@ -50,13 +50,13 @@ static int all_overflow(unsigned phases, unsigned n)
 				return 11;
 			if (zk_owns(p[i]))
 				return 12;
-			su_fill(p[i], MiB + i * 4096, ph * 100 + i);
+			tu_fill(p[i], MiB + i * 4096, ph * 100 + i);
 		}
 		p[0] = zk_realloc(p[0], 3 * MiB);
-		if (p[0] == NULL || su_check(p[0], MiB, ph * 100) != SIZE_MAX)
+		if (p[0] == NULL || tu_check(p[0], MiB, ph * 100) != SIZE_MAX)
 			return 13;
 		for (unsigned i = 1; i < n; i++)
-			if (su_check(p[i], MiB + i * 4096, ph * 100 + i) !=
+			if (tu_check(p[i], MiB + i * 4096, ph * 100 + i) !=
 			    SIZE_MAX)
 				return 14;
 		for (unsigned i = 0; i < n; i++)
@@ -95,7 +95,7 @@ static int region_refused(void *arg)
 
 START_TEST(region_reservation_refused)
 {
-	int rc = su_child(region_refused, NULL, NULL, err, sizeof(err));
+	int rc = tu_run_child(region_refused, NULL, NULL, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
 	ck_assert_uint_eq(su_count(err, "cannot reserve the phase region"), 1);
@@ -112,10 +112,10 @@ static void *overflow_thread(void *arg)
 		p[i] = zk_malloc(MiB);
 		if (p[i] == NULL || zk_owns(p[i]))
 			return (void *)1;
-		su_fill(p[i], MiB, tag + (uint64_t)i);
+		tu_fill(p[i], MiB, tag + (uint64_t)i);
 	}
 	for (int i = 0; i < 16; i++) {
-		if (su_check(p[i], MiB, tag + (uint64_t)i) != SIZE_MAX)
+		if (tu_check(p[i], MiB, tag + (uint64_t)i) != SIZE_MAX)
 			return (void *)2;
 		zk_free(p[i]);
 	}
@@ -162,7 +162,7 @@ static int arena_limit(void *arg)
 
 START_TEST(arena_creation_fails)
 {
-	int rc = su_child(arena_limit, NULL, NULL, err, sizeof(err));
+	int rc = tu_run_child(arena_limit, NULL, NULL, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
 	ck_assert_uint_eq(su_count(err, "cannot create a phase arena"), 1);
@@ -179,7 +179,7 @@ static int realloc_exhaustion(void *arg)
 	unsigned char *p = zk_malloc(n);
 	if (p == NULL || !zk_owns(p))
 		return 3;
-	su_fill(p, n, 7);
+	tu_fill(p, n, 7);
 	int moved = 0;
 	/* Grow by doubling well past the 32 MiB slab. */
 	while (n < 128 * MiB) {
@@ -187,13 +187,13 @@ static int realloc_exhaustion(void *arg)
 		unsigned char *q = zk_realloc(p, m);
 		if (q == NULL)
 			return 4;
-		if (su_check(q, n, 7) != SIZE_MAX)
+		if (tu_check(q, n, 7) != SIZE_MAX)
 			return 5; /* data lost in the move */
 		if (!zk_owns(q))
 			moved = 1;
 		else if (moved)
 			return 6; /* ordinary memory must not go back */
-		su_fill(q, m, 7);
+		tu_fill(q, m, 7);
 		p = q;
 		n = m;
 	}
@@ -226,7 +226,7 @@ static int realloc_exhaustion(void *arg)
 START_TEST(slab_exhausted_in_realloc)
 {
 	const char *env[] = {"ZK_ALLOC_SLAB_GB=0.03", NULL};
-	int rc = su_child(realloc_exhaustion, NULL, env, err, sizeof(err));
+	int rc = tu_run_child(realloc_exhaustion, NULL, env, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
 	ck_assert_uint_eq(su_count(err, "a phase slab is full"), 1);
@@ -250,8 +250,8 @@ static void *busy_worker(void *arg)
 			atomic_fetch_add(&worker_bad, 1);
 			continue;
 		}
-		su_fill(p, n, r);
-		if (su_check(p, n, r) != SIZE_MAX)
+		tu_fill(p, n, r);
+		if (tu_check(p, n, r) != SIZE_MAX)
 			atomic_fetch_add(&worker_bad, 1);
 		zk_free(p);
 	}
@@ -261,7 +261,7 @@ static void *busy_worker(void *arg)
 /* In the child: the parent's phase block is readable, and phases work. */
 static int child_phases(unsigned char *parent_block, size_t n, bool in_phase)
 {
-	if (parent_block != NULL && su_check(parent_block, n, 99) != SIZE_MAX)
+	if (parent_block != NULL && tu_check(parent_block, n, 99) != SIZE_MAX)
 		return 40;
 	if (in_phase) {
 		void *p = zk_malloc(2 * MiB);
@@ -279,8 +279,8 @@ static int child_phases(unsigned char *parent_block, size_t n, bool in_phase)
 		void *p = zk_malloc(4 * MiB);
 		if (p == NULL || !zk_owns(p))
 			return 44;
-		su_fill(p, 4 * MiB, (uint64_t)ph);
-		if (su_check(p, 4 * MiB, (uint64_t)ph) != SIZE_MAX)
+		tu_fill(p, 4 * MiB, (uint64_t)ph);
+		if (tu_check(p, 4 * MiB, (uint64_t)ph) != SIZE_MAX)
 			return 45;
 		zk_end_phase();
 	}
@@ -298,7 +298,7 @@ static int fork_scenario(void *arg)
 	unsigned char *blk = zk_malloc(n);
 	if (blk == NULL || zk_owns(blk) != in_phase)
 		return 3;
-	su_fill(blk, n, 99);
+	tu_fill(blk, n, 99);
 	if (in_phase)
 		pthread_create(&th, NULL, busy_worker, (void *)(uintptr_t)5);
 	for (unsigned i = 0; i < forks; i++) {
@@ -314,7 +314,7 @@ static int fork_scenario(void *arg)
 			return 5;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 6;
-		if (su_check(blk, n, 99) != SIZE_MAX)
+		if (tu_check(blk, n, 99) != SIZE_MAX)
 			return 7; /* the parent's data changed */
 	}
 	if (in_phase) {
@@ -331,7 +331,7 @@ static int fork_scenario(void *arg)
 
 START_TEST(fork_inside_phase)
 {
-	int rc = su_child(fork_scenario, (void *)1, NULL, err, sizeof(err));
+	int rc = tu_run_child(fork_scenario, (void *)1, NULL, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
 }
@@ -339,7 +339,7 @@ END_TEST
 
 START_TEST(fork_outside_phase)
 {
-	int rc = su_child(fork_scenario, NULL, NULL, err, sizeof(err));
+	int rc = tu_run_child(fork_scenario, NULL, NULL, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
 }
@@ -359,7 +359,7 @@ static void *alloc_and_exit(void *arg)
 		h->n[i] = (size_t)(i + 1) * 256 * 1024;
 		h->p[i] = zk_malloc(h->n[i]);
 		if (h->p[i] != NULL)
-			su_fill(h->p[i], h->n[i], 500 + (uint64_t)i);
+			tu_fill(h->p[i], h->n[i], 500 + (uint64_t)i);
 	}
 	return NULL;
 }
@@ -393,7 +393,7 @@ START_TEST(exited_thread_memory_stays_valid)
 		pthread_join(th, NULL);
 	}
 	for (int i = 0; i < 8; i++) {
-		ck_assert_uint_eq(su_check(h.p[i], h.n[i], 500 + (uint64_t)i),
+		ck_assert_uint_eq(tu_check(h.p[i], h.n[i], 500 + (uint64_t)i),
 				  SIZE_MAX);
 		/* Still usable: written, reallocated and freed by another
 		 * thread. */

@@ -33,7 +33,7 @@ static unsigned one_phase(unsigned ph)
 	for (int i = 0; i < 3; i++) {
 		b[i] = zk_malloc(big[i]);
 		ck_assert_ptr_nonnull(b[i]);
-		su_fill(b[i], big[i], ph * 10u + (unsigned)i);
+		tu_fill(b[i], big[i], ph * 10u + (unsigned)i);
 	}
 	for (int i = 0; i < NMID; i++) {
 		mid[i] = zk_calloc(1, (size_t)(24 + i) << 10);
@@ -48,7 +48,7 @@ static unsigned one_phase(unsigned ph)
 	b[1] = zk_realloc(b[1], (size_t)2 << 20);
 	ck_assert_ptr_nonnull(b[1]);
 	for (int i = 0; i < 3; i++)
-		bad += su_check(b[i], i == 1 ? big[1] : big[i],
+		bad += tu_check(b[i], i == 1 ? big[1] : big[i],
 				ph * 10u + (unsigned)i) != SIZE_MAX;
 	for (int i = 0; i < NMID; i += 2)
 		zk_free(mid[i]);
@@ -75,13 +75,13 @@ START_TEST(thousand_identical_phases)
 		    zk_mallctl("arena.4096.purge", NULL, NULL, NULL, 0), 0);
 		if (ph == 2) {
 			zk_stats_get(&ref);
-			rss_ref = su_rss();
+			rss_ref = tu_rss_bytes();
 		} else if (ph > 2) {
 			zk_stats_get(&st);
 			if (getenv("ZK_STRESS_VERBOSE") && ph % 50 == 0)
 				printf("phase %u: resident %zu RSS %zu KiB\n",
-				       ph, st.resident_bytes, su_rss() >> 10);
-			size_t rss = su_rss();
+				       ph, st.resident_bytes, tu_rss_bytes() >> 10);
+			size_t rss = tu_rss_bytes();
 			rss_max = rss > rss_max ? rss : rss_max;
 			res_max = st.resident_bytes > res_max
 				      ? st.resident_bytes

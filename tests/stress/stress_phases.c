@@ -55,7 +55,7 @@ static void fail_once(const char *what, const blk_t *b, size_t at)
 
 static void verify(const blk_t *b, const char *when)
 {
-	size_t at = su_check(b->p, b->n, b->tag);
+	size_t at = tu_check(b->p, b->n, b->tag);
 	if (at != SIZE_MAX)
 		fail_once(when, b, at);
 }
@@ -91,7 +91,7 @@ static void new_block(worker_t *w, blk_t *b)
 	if (zk_owns(b->p))
 		atomic_fetch_add(&phase_blocks, 1);
 	b->tag = atomic_fetch_add(&tag_seq, 1) * 1000003u + seed;
-	su_fill(b->p, b->n, b->tag);
+	tu_fill(b->p, b->n, b->tag);
 }
 
 static void drop(blk_t *b, const char *when)
@@ -116,7 +116,7 @@ static void grow_or_shrink(worker_t *w, blk_t *b)
 	verify(&moved, "after realloc");
 	b->p = q;
 	b->n = n;
-	su_fill(b->p, b->n, b->tag);
+	tu_fill(b->p, b->n, b->tag);
 }
 
 static void round_of_ops(worker_t *w)

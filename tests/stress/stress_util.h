@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "testutil.h" /* tu_fill, tu_check, tu_rss_bytes, tu_run_child */
+
 /* A workload length (phases, threads over time, inputs): ci at CI size,
  * reduced when meson builds with a sanitizer (ZK_STRESS_REDUCED), times
  * ZK_STRESS_SCALE when set (scripts/soak). */
@@ -25,20 +27,6 @@ static inline uint64_t su_next(uint64_t *s)
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	return z ^ (z >> 31);
 }
-
-/* Fill n bytes with the canary pattern of tag; check returns the index of
- * the first wrong byte, or SIZE_MAX. */
-void su_fill(void *p, size_t n, uint64_t tag);
-size_t su_check(const void *p, size_t n, uint64_t tag);
-
-/* Resident set size in bytes (/proc/self/statm). */
-size_t su_rss(void);
-
-/* Run fn(arg) in a forked child with env ("NAME=value" set, "NAME" unset,
- * NULL-terminated, may be NULL) applied first, stderr captured into err
- * (NUL-terminated). Returns the exit status, or 128 + signal number. */
-int su_child(int (*fn)(void *), void *arg, const char *const *env, char *err,
-	     size_t errlen);
 
 /* The last 1,500 bytes of s: Check truncates long failure messages. */
 const char *su_tail(const char *s);

@@ -101,8 +101,9 @@ START_TEST(readme_lists_every_option)
 END_TEST
 
 /* A child reads its environment at first use and reports nslabs/min_bytes. */
-static int child_report(void)
+static int child_report(void *unused)
 {
+	(void)unused;
 	size_t min_bytes, len = sizeof(min_bytes);
 	unsigned nslabs;
 	size_t nlen = sizeof(nslabs);
@@ -125,7 +126,7 @@ static void expect_warning(const char *var, const char *value)
 	char setting[256], err[4096];
 	snprintf(setting, sizeof(setting), "%s=%s", var, value);
 	const char *env[] = {setting, NULL};
-	int rc = tu_run_child(child_report, env, err, sizeof(err));
+	int rc = tu_run_child(child_report, NULL, env, err, sizeof(err));
 	ck_assert_msg(rc == 1, "%s: defaults not kept (rc %d)", setting, rc);
 	ck_assert_msg(strstr(err, "zkalloc: warning") && strstr(err, var) &&
 			  strstr(err, value) && strstr(err, "using the default"),
@@ -150,10 +151,10 @@ START_TEST(good_env_is_used_quietly)
 {
 	char err[4096];
 	const char *env[] = {"ZK_ALLOC_SLABS=3", NULL};
-	ck_assert_int_eq(tu_run_child(child_report, env, err, sizeof(err)), 0);
+	ck_assert_int_eq(tu_run_child(child_report, NULL, env, err, sizeof(err)), 0);
 	ck_assert_str_eq(err, "");
 	const char *none[] = {"ZK_ALLOC_SLABS", "ZK_ALLOC_MIN_BYTES", NULL};
-	ck_assert_int_eq(tu_run_child(child_report, none, err, sizeof(err)), 1);
+	ck_assert_int_eq(tu_run_child(child_report, NULL, none, err, sizeof(err)), 1);
 	ck_assert_str_eq(err, "");
 }
 END_TEST

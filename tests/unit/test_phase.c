@@ -257,8 +257,9 @@ START_TEST(threads_over_phases_keep_data_intact)
 END_TEST
 
 /* Region refused: everything still works through plain jemalloc. */
-static int refused_child(void)
+static int refused_child(void *unused)
 {
+	(void)unused;
 	if (zk_begin_phase() != 0)
 		return 91;
 	char *p = zk_malloc(64 * MiB);
@@ -280,21 +281,21 @@ static int refused_child(void)
 }
 
 
-static void expect_refused(int (*child)(void), const char *const *env)
+static void expect_refused(int (*child)(void *), const char *const *env)
 {
 	char err[4096];
-	ck_assert_int_eq(tu_run_child(child, env, err, sizeof(err)), 0);
+	ck_assert_int_eq(tu_run_child(child, NULL, env, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "cannot reserve the phase region"), "%s", err);
 	ck_assert_ptr_null(strstr(strstr(err, "zkalloc") + 1, "zkalloc"));
 }
 
 #if !defined(__SANITIZE_ADDRESS__)
-static int refused_child_rlimit(void)
+static int refused_child_rlimit(void *unused)
 {
 	struct rlimit rl = {.rlim_cur = (rlim_t)8 << 30, .rlim_max = (rlim_t)8 << 30};
 	if (setrlimit(RLIMIT_AS, &rl) != 0)
 		return 90;
-	return refused_child();
+	return refused_child(unused);
 }
 
 /* RLIMIT_AS, as under `ulimit -v`. AddressSanitizer maps terabytes of
