@@ -28,6 +28,9 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 		COUNT(alloc_failed);
 		return NULL;
 	}
+	zk_slab_t *s = slab_of(h);
+	if (!s->pregrowing)
+		zk_slab_mark_written(s, (size_t)((char *)p - s->base) + size);
 	if (recycled == 0) {
 		COUNT(alloc_fresh);
 		*zero = true;
@@ -58,6 +61,7 @@ static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 	zk_slab_t *s = slab_of(h);
 	char *p = (char *)addr + offset;
 	size_t off = (size_t)(p - s->base);
+	zk_slab_mark_written(s, off + length);
 	if (off < s->dirty_end) {
 		size_t n = s->dirty_end - off < length ? s->dirty_end - off
 						       : length;
@@ -75,6 +79,10 @@ static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size,
 	if (!s->pregrowing || off < s->dirty_end)
 		return true;
 	COUNT(decommit);
+	if (s->decommitted_hi == 0) {
+		s->decommitted_lo = off;
+		s->decommitted_hi = off + length;
+	}
 	return false;
 }
 

@@ -6,7 +6,9 @@
  * hook always refuses. zkalloc's choices, and why:
  *   alloc        bump the slab with the requested alignment; fresh pages are
  *                reported zeroed, recycled ones are cleared only when
- *                jemalloc asks for zeroed memory.
+ *                jemalloc asks for zeroed memory. "Recycled" means below the
+ *                highest byte jemalloc may have written in an earlier cycle
+ *                (slab.dirty_end), which alloc and commit keep track of.
  *   dalloc       NULL: refused, so jemalloc keeps the extent as retained and
  *                reuses it; the pages stay resident.
  *   destroy      succeeds and does nothing: the slab is rewound wholesale.

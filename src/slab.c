@@ -47,6 +47,8 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		s->base = (char *)base + (size_t)i * slab_size;
 		s->size = slab_size;
 		atomic_init(&s->bump, 0);
+		atomic_init(&s->written_end, 0);
+		s->bump_limit = slab_size;
 		s->dirty_end = 0;
 		s->rewindable = rewindable;
 		s->state = ZK_SLAB_FREE;
@@ -72,7 +74,8 @@ void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 				      ~(uintptr_t)(align - 1);
 			start = a - (uintptr_t)s->base;
 		}
-		if (start < cur || start > s->size || size > s->size - start)
+		if (start < cur || start > s->bump_limit ||
+		    size > s->bump_limit - start)
 			return NULL;
 		end = start + size;
 	} while (!atomic_compare_exchange_weak_explicit(
@@ -83,16 +86,26 @@ void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 	return s->base + start;
 }
 
+void zk_slab_skip_to(zk_slab_t *s, size_t off)
+{
+	size_t cur = atomic_load_explicit(&s->bump, memory_order_relaxed);
+	while (cur < off && !atomic_compare_exchange_weak_explicit(
+				&s->bump, &cur, off, memory_order_relaxed,
+				memory_order_relaxed))
+		;
+}
+
 void zk_slab_rewind(zk_slab_t *s)
 {
-	size_t used = atomic_load_explicit(&s->bump, memory_order_relaxed);
-	if (used > s->dirty_end)
-		s->dirty_end = used;
+	size_t w = atomic_load_explicit(&s->written_end, memory_order_relaxed);
+	if (w > s->dirty_end)
+		s->dirty_end = w;
+	atomic_store_explicit(&s->written_end, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
 }
 
 size_t zk_slab_high_water(const zk_slab_t *s)
 {
-	size_t used = atomic_load_explicit(&s->bump, memory_order_relaxed);
-	return used > s->dirty_end ? used : s->dirty_end;
+	size_t w = atomic_load_explicit(&s->written_end, memory_order_relaxed);
+	return w > s->dirty_end ? w : s->dirty_end;
 }

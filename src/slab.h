@@ -37,17 +37,26 @@ typedef struct zk_slab {
 	/* Offset of the first byte not handed out since the last rewind.
 	 * Advanced by hooks on any thread (CAS); reset only by rewind. */
 	_Atomic size_t bump;
-	/* Bytes below this offset were handed out in an earlier cycle and may
-	 * hold old data; above it the pages are still kernel zero pages.
+	/* Bytes below this offset may have been written in an earlier cycle
+	 * and hold old data; above it the pages are still kernel zero pages.
 	 * Written only by zk_slab_rewind, when no hook can run on the slab. */
 	size_t dirty_end;
+	/* Since the last rewind: the end of every range jemalloc may have
+	 * written (handed out by the alloc hook for use, or committed from a
+	 * decommitted extent). Raised by hooks on any thread (atomic max). */
+	_Atomic size_t written_end;
 	/* Whether zk_slab_rewind is allowed (phase slabs) or not (the
 	 * ZK_ALLOC_SMALL=resident slabs, whose arenas live forever). */
 	bool rewindable;
-	/* Set by phase.c (under its lock) only while it hands a new arena its
-	 * slab as one block: then, and only for never-written pages, the
-	 * decommit hook may report success (see hooks.h). */
+	/* Pregrow state, written by phase.c under its lock while it hands a
+	 * new arena (no other thread knows it yet) its slab as retained
+	 * extents; see pregrow() there. While pregrowing, what the alloc hook
+	 * hands out is not yet written, the bump pointer may not pass
+	 * bump_limit (normally size), and the decommit hook accepts ranges
+	 * that were never written, recording them in decommitted_lo/hi. */
 	bool pregrowing;
+	size_t bump_limit;
+	size_t decommitted_lo, decommitted_hi;
 
 	/* Phase bookkeeping: owned by phase.c, written under its lock. */
 	zk_slab_state_t state;
@@ -89,11 +98,26 @@ static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r,
 void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 		   size_t *recycled);
 
+/* Note that jemalloc may write bytes below offset end of the slab. */
+static inline void zk_slab_mark_written(zk_slab_t *s, size_t end)
+{
+	size_t cur = atomic_load_explicit(&s->written_end, memory_order_relaxed);
+	while (cur < end && !atomic_compare_exchange_weak_explicit(
+				&s->written_end, &cur, end, memory_order_relaxed,
+				memory_order_relaxed))
+		;
+}
+
+/* Move the bump pointer up to offset off (if below): the bytes skipped are
+ * not handed out in this cycle. */
+void zk_slab_skip_to(zk_slab_t *s, size_t off);
+
 /* Rewind a rewindable slab to empty. Precondition: no jemalloc arena refers
  * to any of its memory (the arena was destroyed or never made). */
 void zk_slab_rewind(zk_slab_t *s);
 
-/* Highest offset ever handed out (an upper bound of resident bytes). */
+/* Highest offset jemalloc may ever have written (an upper bound of the
+ * slab's resident bytes). */
 size_t zk_slab_high_water(const zk_slab_t *s);
 
 /* Bytes handed out since the last rewind. */
