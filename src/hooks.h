@@ -12,18 +12,20 @@
  *   dalloc       NULL: refused, so jemalloc keeps the extent as retained and
  *                reuses it; the pages stay resident.
  *   destroy      succeeds and does nothing: the slab is rewound wholesale.
- *   commit       succeeds: slab memory is always committed (recycled bytes
- *                are cleared first, since success promises zeroed memory).
+ *   commit       succeeds: slab memory is always mapped; the range counts as
+ *                written from now on, and recycled bytes in it are cleared
+ *                first, since success promises zeroed memory.
  *   decommit     refused, so pages stay resident (even under
  *                arena.<i>.purge) -- except while phase.c pregrows a new
- *                arena (slab.pregrowing) and the range was never handed
- *                out before: those pages are still kernel zero pages, so
- *                "decommitted, reads as zero" is true, and jemalloc keeps
- *                the block as zeroed instead of clearing it for calloc.
+ *                arena (slab.pregrowing) and the range was never written:
+ *                those pages are still kernel zero pages, so "decommitted,
+ *                reads as zero" is true, and jemalloc keeps the block as
+ *                zeroed instead of clearing it for calloc.
  *   purge_lazy, purge_forced   NULL: refused, pages stay resident.
  *   split, merge succeed: the slab is one contiguous range.
- * The hooks run on any thread; the only shared state they touch is the
- * slab's atomic bump pointer and the counters below.
+ * The hooks run on any thread; the shared state they change is the slab's
+ * atomic bump pointer and written mark, and the counters below (the
+ * pregrow fields only change while no other thread can reach the arena).
  */
 #ifndef ZK_HOOKS_H
 #define ZK_HOOKS_H
