@@ -76,7 +76,8 @@ static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size,
 	(void)size, (void)length, (void)arena_ind;
 	zk_slab_t *s = slab_of(h);
 	size_t off = (size_t)((char *)addr + offset - s->base);
-	if (!s->pregrowing || off < s->dirty_end)
+	if (!s->pregrowing || off < s->dirty_end ||
+	    off < atomic_load_explicit(&s->written_end, memory_order_relaxed))
 		return true;
 	COUNT(decommit);
 	if (s->decommitted_hi == 0) {

@@ -158,39 +158,25 @@ static int arena_create(zk_slab_t *s, ssize_t decay, unsigned *ind)
 }
 
 /*
- * Give a new phase arena most of its slab as retained extents. jemalloc
+ * Give a new phase arena most of its slab as one retained extent. jemalloc
  * (opt.retain) never merges extents that came from different alloc-hook
  * calls, so an arena that grows chunk by chunk can reuse a freed block only
  * for requests that fit inside its chunk: a phase would need more than its
- * live peak. Large extents split on demand let freed neighbours coalesce.
+ * live peak. One extent split on demand lets freed neighbours coalesce, and
+ * lets a proof larger than the ones before start on their resident pages.
  *
- * Each block is allocated, freed and purged: jemalloc writes nothing into
- * it, and since the purge hooks refuse it stays as retained, nothing
- * faulted. The part of the slab earlier phases wrote (below dirty_end) is
- * grabbed in blocks that end at or below dirty_end, and stays committed:
- * jemalloc clears it when zeroes are asked for. The never-written part is
- * one block whose decommit the hook accepts, so jemalloc knows it is zero
- * and calloc does not touch it; its pieces are then committed one by one
- * through the commit hook, which records them as written. The rest of the
- * slab stays for the arena's metadata.
+ * The block is allocated, freed and purged (slab.pregrowing set): jemalloc
+ * writes nothing into it, the purge hooks refuse, so it stays as retained,
+ * nothing faulted. On a slab nothing was ever written to, the decommit hook
+ * accepts it: jemalloc then knows it is zero and calloc does not clear it
+ * (the cold proof); its pieces come back through the commit hook, which
+ * records them as written. Otherwise the block stays committed and counts
+ * as written: jemalloc clears what calloc returns from it. Splitting it at
+ * the old high-water mark would keep the zero knowledge for the pages above,
+ * but then a proof larger than the last ones cannot use the resident pages
+ * below for its biggest buffers, and resident memory grows by the old mark.
+ * The rest of the slab stays for the arena's metadata.
  */
-/* Allocate the largest block of at most target bytes that ends at or
- * below offset limit, or NULL. jemalloc rounds sizes up to its classes: a
- * try that would pass the limit fails in the alloc hook at no cost, and a
- * smaller one follows. */
-static void *grab(zk_slab_t *s, unsigned ind, size_t target, size_t limit)
-{
-	s->bump_limit = limit;
-	void *p = NULL;
-	for (size_t want = target; p == NULL && want >= target / 2;
-	     want -= want / 16)
-		p = je_mallocx(want, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
-	s->bump_limit = s->size;
-	return p;
-}
-
-#define PREGROW_MIN_BLOCK ((size_t)2 << 20)
-
 static void pregrow(zk_slab_t *s, unsigned ind)
 {
 	/* With junk filling jemalloc would write, and fault in, the block.
@@ -198,50 +184,32 @@ static void pregrow(zk_slab_t *s, unsigned ind)
 	 * memory, which a slab-sized extent would leave no room for. */
 	if (!zk_g.pregrow_ok || zk_check_on)
 		return;
-	size_t used = zk_slab_used(s);
-	size_t avail = s->size - used;
+	size_t b0 = zk_slab_used(s);
+	size_t avail = s->size - b0;
 	size_t keep = avail / 32 > ((size_t)8 << 20) ? avail / 32 : (size_t)8 << 20;
 	if (avail < 4 * keep)
 		return;
-	size_t end = s->size - keep;
-	size_t recycled_end = s->dirty_end < end ? s->dirty_end : end;
-	void *held[2];
-	unsigned n = 0;
+	int flags = MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE;
+	void *p = NULL;
 	s->pregrowing = true;
-	/* Blocks are held until both are made, so each comes from the slab. */
-	if (recycled_end > used) {
-		/* The recycled block covers [used, dirty_end) and, rounded up
-		 * to jemalloc's size class, a little more: asking one page
-		 * less than the gap makes a block that ends exactly at
-		 * dirty_end once a phase's dirty_end is such a block's end, so
-		 * the rounding does not creep up phase after phase. */
-		size_t page = zk_os_page_size(), gap = recycled_end - used;
-		held[n] = je_mallocx(gap > page ? gap - page : gap,
-				     MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
-		if (held[n] == NULL)
-			held[n] = grab(s, ind, gap, recycled_end);
-		n += held[n] != NULL;
-		/* The fresh block starts where the never-written pages do. */
-		zk_slab_skip_to(s, recycled_end);
+	/* jemalloc rounds sizes up to its classes: a try that does not fit
+	 * fails in the alloc hook at no cost, and a smaller one follows. */
+	for (size_t want = avail - keep; p == NULL && want >= avail / 2;
+	     want -= want / 16)
+		p = je_mallocx(want, flags);
+	if (p != NULL) {
+		s->decommitted_lo = s->decommitted_hi = 0;
+		je_dallocx(p, MALLOCX_TCACHE_NONE);
+		char name[64];
+		snprintf(name, sizeof(name), "arena.%u.purge", ind);
+		je_mallctl(name, NULL, NULL, NULL, 0);
 	}
-	size_t f0 = zk_slab_used(s);
-	if (end >= f0 + PREGROW_MIN_BLOCK &&
-	    (held[n] = grab(s, ind, end - f0, s->size)) != NULL)
-		n++;
-	size_t f1 = zk_slab_used(s);
-	s->decommitted_lo = s->decommitted_hi = 0;
-	for (unsigned i = 0; i < n; i++)
-		je_dallocx(held[i], MALLOCX_TCACHE_NONE);
-	char name[64];
-	snprintf(name, sizeof(name), "arena.%u.purge", ind);
-	je_mallctl(name, NULL, NULL, NULL, 0);
 	s->pregrowing = false;
 	/* What was handed out but not accepted as decommitted stays committed,
-	 * and jemalloc may carve and write it without calling any hook: it
-	 * counts as written (below dirty_end that changes nothing). */
-	zk_slab_mark_written(s, f0);
-	if (f1 > f0 && (s->decommitted_lo != f0 || s->decommitted_hi != f1))
-		zk_slab_mark_written(s, f1);
+	 * and jemalloc may carve and write it without calling any hook. */
+	size_t b1 = zk_slab_used(s);
+	if (b1 > b0 && (s->decommitted_lo != b0 || s->decommitted_hi != b1))
+		zk_slab_mark_written(s, b1);
 }
 
 /* Destroy a phase arena so its slab can be rewound. */

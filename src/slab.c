@@ -48,7 +48,6 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		s->size = slab_size;
 		atomic_init(&s->bump, 0);
 		atomic_init(&s->written_end, 0);
-		s->bump_limit = slab_size;
 		s->dirty_end = 0;
 		s->rewindable = rewindable;
 		s->state = ZK_SLAB_FREE;
@@ -74,8 +73,7 @@ void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 				      ~(uintptr_t)(align - 1);
 			start = a - (uintptr_t)s->base;
 		}
-		if (start < cur || start > s->bump_limit ||
-		    size > s->bump_limit - start)
+		if (start < cur || start > s->size || size > s->size - start)
 			return NULL;
 		end = start + size;
 	} while (!atomic_compare_exchange_weak_explicit(
@@ -84,15 +82,6 @@ void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 		    : end <= s->dirty_end ? size
 					  : s->dirty_end - start;
 	return s->base + start;
-}
-
-void zk_slab_skip_to(zk_slab_t *s, size_t off)
-{
-	size_t cur = atomic_load_explicit(&s->bump, memory_order_relaxed);
-	while (cur < off && !atomic_compare_exchange_weak_explicit(
-				&s->bump, &cur, off, memory_order_relaxed,
-				memory_order_relaxed))
-		;
 }
 
 void zk_slab_rewind(zk_slab_t *s)

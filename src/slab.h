@@ -49,13 +49,11 @@ typedef struct zk_slab {
 	 * ZK_ALLOC_SMALL=resident slabs, whose arenas live forever). */
 	bool rewindable;
 	/* Pregrow state, written by phase.c under its lock while it hands a
-	 * new arena (no other thread knows it yet) its slab as retained
-	 * extents; see pregrow() there. While pregrowing, what the alloc hook
-	 * hands out is not yet written, the bump pointer may not pass
-	 * bump_limit (normally size), and the decommit hook accepts ranges
-	 * that were never written, recording them in decommitted_lo/hi. */
+	 * new arena (no other thread knows it yet) its slab as a retained
+	 * extent; see pregrow() there. While pregrowing, what the alloc hook
+	 * hands out is not yet written, and the decommit hook accepts a range
+	 * that was never written, recording it in decommitted_lo/hi. */
 	bool pregrowing;
-	size_t bump_limit;
 	size_t decommitted_lo, decommitted_hi;
 
 	/* Phase bookkeeping: owned by phase.c, written under its lock. */
@@ -107,10 +105,6 @@ static inline void zk_slab_mark_written(zk_slab_t *s, size_t end)
 				memory_order_relaxed))
 		;
 }
-
-/* Move the bump pointer up to offset off (if below): the bytes skipped are
- * not handed out in this cycle. */
-void zk_slab_skip_to(zk_slab_t *s, size_t off);
 
 /* Rewind a rewindable slab to empty. Precondition: no jemalloc arena refers
  * to any of its memory (the arena was destroyed or never made). */
