@@ -17,7 +17,8 @@
  *                first, since success promises zeroed memory.
  *   decommit     refused, so pages stay resident (even under
  *                arena.<i>.purge) -- except while phase.c pregrows a new
- *                arena (slab.pregrowing) and the range was never written:
+ *                arena (slab.pregrowing) on a slab whose range was never
+ *                written:
  *                those pages are still kernel zero pages, so "decommitted,
  *                reads as zero" is true, and jemalloc keeps the block as
  *                zeroed instead of clearing it for calloc.
