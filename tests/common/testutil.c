@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <check.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,4 +128,13 @@ int tu_all_zero(const void *p, size_t n)
 		if (b[i] != 0)
 			return 0;
 	return 1;
+}
+
+int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
 }

@@ -5,6 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct Suite Suite;
+
+/* Run a Check suite (forking per test unless CK_FORK=no) and return the
+ * process exit code: 0 if every test passed, 1 otherwise. */
+int tu_run_suite(Suite *s);
+
 /* Minor page faults of this process so far (getrusage). */
 long tu_minor_faults(void);
 

@@ -23,17 +23,7 @@
 #include <new>
 #include <vector>
 
-static int failures;
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			std::fprintf(stderr, "FAIL %s:%d: ", __FILE__,         \
-				     __LINE__);                                \
-			std::fprintf(stderr, __VA_ARGS__);                     \
-			std::fputc('\n', stderr);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "example_check.h"
 
 static bool (*owns)(const void *);
 

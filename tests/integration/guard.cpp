@@ -16,17 +16,7 @@
 #include <stdexcept>
 #include <vector>
 
-static int failures;
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			std::fprintf(stderr, "FAIL %s:%d: ", __FILE__,         \
-				     __LINE__);                                \
-			std::fprintf(stderr, __VA_ARGS__);                     \
-			std::fputc('\n', stderr);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "example_check.h"
 
 template <class T> using zvec = std::vector<T, zk::allocator<T>>;
 

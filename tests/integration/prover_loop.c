@@ -20,16 +20,7 @@
 #define COLS   16u
 #define PROOFS 4
 
-static int failures;
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "example_check.h"
 
 static uint64_t mix(uint64_t a, uint64_t b)
 {

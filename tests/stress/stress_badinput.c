@@ -393,9 +393,5 @@ int main(void)
 	tcase_add_test(tc, mallctl_bad_calls);
 	tcase_add_test(tc, pointers_zkalloc_did_not_return);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

@@ -336,9 +336,5 @@ int main(void)
 	tcase_add_test(tc, correct_program_runs_clean);
 	tcase_add_test(tc, off_by_default);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

@@ -428,9 +428,5 @@ int main(void)
 	tcase_set_timeout(te, 0);
 	tcase_add_test(te, exited_thread_memory_stays_valid);
 	suite_add_tcase(s, te);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

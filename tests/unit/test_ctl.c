@@ -3,6 +3,8 @@
 #include "phase.h"
 
 #include <check.h>
+
+#include "testutil.h"
 #include <errno.h>
 #include <string.h>
 #include <zkalloc.h>
@@ -184,9 +186,5 @@ int main(void)
 	tcase_add_test(tc, other_names_go_to_jemalloc);
 	tcase_add_test(tc, stats_struct_is_versioned);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

@@ -173,9 +173,5 @@ int main(void)
 	tcase_add_test(tc, bad_env_warns_and_keeps_default);
 	tcase_add_test(tc, good_env_is_used_quietly);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

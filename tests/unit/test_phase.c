@@ -428,9 +428,5 @@ int main(void)
 	const char *mode = getenv("ZK_TEST_MODE");
 	Suite *s = mode && strcmp(mode, "few_slabs") == 0 ? few_slabs_suite()
 							  : default_suite();
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }

@@ -2,6 +2,8 @@
 #include "slab.h"
 
 #include <check.h>
+
+#include "testutil.h"
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -113,9 +115,5 @@ int main(void)
 	tcase_add_test(tc, bump_alignment_and_exhaustion);
 	tcase_add_test(tc, rewind_marks_recycled_bytes);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run_suite(s);
 }
