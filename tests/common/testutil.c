@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <zkalloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,4 +138,11 @@ int tu_run_suite(Suite *s)
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? 1 : 0;
+}
+
+zk_stats_t tu_stats(void)
+{
+	zk_stats_t s = {.size = sizeof(s)};
+	ck_assert_int_eq(zk_stats_get(&s), 0);
+	return s;
 }

@@ -11,6 +11,11 @@ typedef struct Suite Suite;
  * process exit code: 0 if every test passed, 1 otherwise. */
 int tu_run_suite(Suite *s);
 
+typedef struct zk_stats zk_stats_t;
+
+/* zkalloc's stats now; fails the running Check test if they cannot be read. */
+zk_stats_t tu_stats(void);
+
 /* Minor page faults of this process so far (getrusage). */
 long tu_minor_faults(void);
 

@@ -51,13 +51,6 @@ static void *short_lived(void *arg)
 	return NULL;
 }
 
-static zk_stats_t stats(void)
-{
-	zk_stats_t s = {.size = sizeof(s)};
-	ck_assert_int_eq(zk_stats_get(&s), 0);
-	return s;
-}
-
 START_TEST(ten_thousand_threads)
 {
 	seed = su_seed();
@@ -77,14 +70,14 @@ START_TEST(ten_thousand_threads)
 			pthread_join(th[i], NULL);
 		zk_end_phase();
 		if (ph + 1 == WARMUP) {
-			warm = stats();
+			warm = tu_stats();
 			rss_warm = tu_rss_bytes();
 		} else if (ph >= WARMUP) {
 			size_t rss = tu_rss_bytes();
 			rss_max = rss > rss_max ? rss : rss_max;
 		}
 	}
-	zk_stats_t end = stats();
+	zk_stats_t end = tu_stats();
 	printf("churn: seed 0x%llx, %u threads over %u phases, %u slabs of "
 	       "%zu MiB; resident slab bytes %zu after warm-up, %zu at end; "
 	       "RSS %zu MiB after warm-up, max %zu MiB; %llu overflows\n",
@@ -132,7 +125,7 @@ static void *small_only(void *arg)
 START_TEST(small_threads_take_no_slab)
 {
 	ck_assert_int_eq(zk_begin_phase(), 0);
-	zk_stats_t before = stats();
+	zk_stats_t before = tu_stats();
 	unsigned n = su_scale(200, 50);
 	for (unsigned i = 0; i < n; i++) {
 		pthread_t th;
@@ -140,7 +133,7 @@ START_TEST(small_threads_take_no_slab)
 				 0);
 		pthread_join(th, NULL);
 	}
-	zk_stats_t after = stats();
+	zk_stats_t after = tu_stats();
 	zk_end_phase();
 	ck_assert_uint_eq(small_took_slab, 0);
 	ck_assert_uint_eq(after.arenas_created, before.arenas_created);

@@ -20,13 +20,6 @@ static void teardown(void)
 	zk_end_phase();
 }
 
-static zk_stats_t stats(void)
-{
-	zk_stats_t s = {.size = sizeof(s)};
-	ck_assert_int_eq(zk_stats_get(&s), 0);
-	return s;
-}
-
 START_TEST(begin_end_active_epoch)
 {
 	ck_assert(!zk_phase_active());
@@ -250,7 +243,7 @@ START_TEST(threads_over_phases_keep_data_intact)
 	for (int i = 0; i < NT; i++)
 		pthread_join(t[i], NULL);
 	ck_assert_int_eq(corruptions, 0);
-	zk_stats_t s = stats();
+	zk_stats_t s = tu_stats();
 	ck_assert_uint_eq(s.overflow_count, 0);
 	ck_assert_uint_ge(s.arenas_created, NT * 40);
 }
@@ -342,7 +335,7 @@ START_TEST(more_threads_than_slabs)
 		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
 	}
 	ck_assert_int_eq(owned, 2);
-	zk_stats_t s = stats();
+	zk_stats_t s = tu_stats();
 	ck_assert_uint_eq(s.overflow_count, 4);
 	ck_assert_uint_eq(s.overflow_bytes, 16 * MiB);
 	/* the threads have exited: their slabs return at the next begin */

@@ -24,13 +24,6 @@ static void teardown(void)
 	zk_end_phase();
 }
 
-static zk_stats_t stats(void)
-{
-	zk_stats_t s = {.size = sizeof(s)};
-	ck_assert_int_eq(zk_stats_get(&s), 0);
-	return s;
-}
-
 static size_t min_bytes(void)
 {
 	size_t v, len = sizeof(v);
@@ -62,7 +55,7 @@ START_TEST(small_and_large_in_and_out_of_phase)
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		zk_free(all[i]);
 	zk_free(NULL);
-	ck_assert_uint_eq(stats().overflow_count, 0);
+	ck_assert_uint_eq(tu_stats().overflow_count, 0);
 }
 END_TEST
 
@@ -124,7 +117,7 @@ START_TEST(realloc_is_sticky_both_ways)
 	void *fresh = zk_realloc(NULL, 10);
 	ck_assert_ptr_nonnull(fresh);
 	zk_free(fresh);
-	ck_assert_uint_eq(stats().overflow_count, 0);
+	ck_assert_uint_eq(tu_stats().overflow_count, 0);
 }
 END_TEST
 
@@ -185,12 +178,12 @@ START_TEST(overflow_keeps_data_and_counts)
 	ck_assert(zk_owns(a) && zk_owns(b));
 	tu_fill(a, 24 * MiB, 1);
 	tu_fill(b, 24 * MiB, 2);
-	zk_stats_t s0 = stats();
+	zk_stats_t s0 = tu_stats();
 	char *c = zk_malloc(40 * MiB); /* does not fit in the slab */
 	ck_assert_ptr_nonnull(c);
 	ck_assert(!zk_owns(c));
 	tu_fill(c, 40 * MiB, 3);
-	zk_stats_t s1 = stats();
+	zk_stats_t s1 = tu_stats();
 	ck_assert_uint_eq(s1.overflow_count, s0.overflow_count + 1);
 	ck_assert_uint_eq(s1.overflow_bytes, s0.overflow_bytes + 40 * MiB);
 	/* a phase block that cannot grow in its slab moves out, intact */
@@ -198,7 +191,7 @@ START_TEST(overflow_keeps_data_and_counts)
 	ck_assert_ptr_nonnull(b);
 	ck_assert(!zk_owns(b));
 	ck_assert_uint_eq(tu_check(b, 24 * MiB, 2), SIZE_MAX);
-	ck_assert_uint_eq(stats().overflow_count, s0.overflow_count + 2);
+	ck_assert_uint_eq(tu_stats().overflow_count, s0.overflow_count + 2);
 	ck_assert_uint_eq(tu_check(a, 24 * MiB, 1), SIZE_MAX);
 	ck_assert_uint_eq(tu_check(c, 40 * MiB, 3), SIZE_MAX);
 	zk_free(a);
@@ -208,7 +201,7 @@ START_TEST(overflow_keeps_data_and_counts)
 	char *d = zk_malloc(40 * MiB);
 	ck_assert(zk_owns(d));
 	zk_free(d);
-	zk_stats_t st = stats();
+	zk_stats_t st = tu_stats();
 	ck_assert_uint_le(st.max_slab_resident, 64 * MiB);
 	ck_assert_uint_ge(st.max_slab_resident, 40 * MiB);
 }
@@ -237,7 +230,7 @@ START_TEST(promotion_moves_growing_vectors)
 	ck_assert(!zk_owns(v));
 	zk_free(v);
 	zk_free(w);
-	ck_assert_uint_eq(stats().overflow_count, 0);
+	ck_assert_uint_eq(tu_stats().overflow_count, 0);
 }
 END_TEST
 
@@ -268,7 +261,7 @@ START_TEST(resident_small_arenas_keep_their_pages)
 				      "phase %d: %ld faults, first %ld", ph, f,
 				      first);
 	}
-	zk_stats_t s = stats();
+	zk_stats_t s = tu_stats();
 	ck_assert_uint_gt(s.small_resident_bytes, 0);
 	ck_assert_uint_eq(s.small_overflow_count, 0);
 	/* small blocks outlive phases: never destroyed */
