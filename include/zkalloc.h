@@ -131,6 +131,17 @@ ZK_API void *zk_mallocx(size_t size, int flags);
 ZK_API void *zk_rallocx(void *p, size_t size, int flags);
 ZK_API void zk_dallocx(void *p, int flags);
 
+/* The rest of jemalloc's *allocx API, with the same routing:
+ * zk_sdallocx is zk_dallocx with the size the block was asked with (or its
+ * usable size); zk_xallocx resizes in place only (never moves; returns the
+ * new usable size, as je_xallocx), phase blocks within their arena;
+ * zk_sallocx is the usable size of a live block; zk_nallocx the usable
+ * size mallocx(size, flags) would give (0 if it cannot). */
+ZK_API void zk_sdallocx(void *p, size_t size, int flags);
+ZK_API size_t zk_xallocx(void *p, size_t size, size_t extra, int flags);
+ZK_API size_t zk_sallocx(const void *p, int flags);
+ZK_API size_t zk_nallocx(size_t size, int flags);
+
 /* True iff p lies in zkalloc's phase region (an address test, ~1 ns). A
  * phase pointer is only valid until the next zk_begin_phase(). */
 ZK_API bool zk_owns(const void *p);

@@ -61,6 +61,9 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
     [ZK_OPT_CHECK] = {"ZK_ALLOC_CHECK", ZK_KIND_ENUM, 0, NULL, 0, 1,
 		      check_choices,
 		      "1 = checked mode: report phase-contract violations"},
+    [ZK_OPT_VERBOSE] = {"ZK_ALLOC_VERBOSE", ZK_KIND_ENUM, 0, NULL, 0, 1,
+			check_choices,
+			"1 = one banner line at start and a summary at exit"},
 };
 
 static int parse_whole(const char *s, const char **end, uint64_t *out)

@@ -16,6 +16,7 @@ zk_global_t zk_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 __thread zk_tls_t zk_tls __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static void options_apply(void);
 
 /* Phase arenas keep every freed page (decay off) for reuse in the phase;
  * the exp-grow series is capped so a few large requests do not make the
@@ -84,17 +85,12 @@ static void fork_child(void)
 static void init_once_fn(void)
 {
 	zk_options_load(zk_g.opt);
-	zk_g.min_bytes = (size_t)zk_g.opt[ZK_OPT_MIN_BYTES];
-	zk_g.promote_bytes = (size_t)zk_g.opt[ZK_OPT_PROMOTE_BYTES];
-	zk_g.small_resident = zk_g.opt[ZK_OPT_SMALL] == ZK_SMALL_RESIDENT;
+	options_apply();
 	zk_check_init();
 	const char *junk = "false";
 	size_t jlen = sizeof(junk);
 	zk_g.pregrow_ok = je_mallctl("opt.junk", &junk, &jlen, NULL, 0) != 0 ||
 			  strcmp(junk, "false") == 0;
-	/* Round the slab size up to the slab alignment. */
-	uint64_t s = zk_g.opt[ZK_OPT_SLAB_SIZE];
-	zk_g.opt[ZK_OPT_SLAB_SIZE] = (s + ZK_SLAB_ALIGN - 1) & ~(uint64_t)(ZK_SLAB_ALIGN - 1);
 	if (pthread_key_create(&zk_g.exit_key, on_thread_exit) != 0)
 		warnf("zkalloc: warning: pthread_key_create failed; slabs of "
 		      "exited threads will not be reused\n");
@@ -104,6 +100,34 @@ static void init_once_fn(void)
 void zk_init(void)
 {
 	pthread_once(&init_once, init_once_fn);
+}
+
+/* Derived copies of options that the fast path reads. Lock held or init. */
+static void options_apply(void)
+{
+	zk_g.min_bytes = (size_t)zk_g.opt[ZK_OPT_MIN_BYTES];
+	zk_g.promote_bytes = (size_t)zk_g.opt[ZK_OPT_PROMOTE_BYTES];
+	zk_g.small_resident = zk_g.opt[ZK_OPT_SMALL] == ZK_SMALL_RESIDENT;
+	/* Round the slab size up to the slab alignment. */
+	uint64_t s = zk_g.opt[ZK_OPT_SLAB_SIZE];
+	zk_g.opt[ZK_OPT_SLAB_SIZE] =
+	    (s + ZK_SLAB_ALIGN - 1) & ~(uint64_t)(ZK_SLAB_ALIGN - 1);
+}
+
+int zk_opt_write(zk_opt_id_t id, uint64_t value)
+{
+	if ((unsigned)id >= ZK_OPT__COUNT || id == ZK_OPT_CHECK)
+		return EINVAL;
+	zk_init();
+	pthread_mutex_lock(&zk_g.lock);
+	int err = EBUSY;
+	if (!zk_g.region_tried) {
+		zk_g.opt[id] = value;
+		options_apply();
+		err = 0;
+	}
+	pthread_mutex_unlock(&zk_g.lock);
+	return err;
 }
 
 static void reserve_regions_locked(void)

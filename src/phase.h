@@ -55,6 +55,12 @@ extern __thread zk_tls_t zk_tls __attribute__((tls_model("initial-exec")));
  * Idempotent and cheap after the first call. */
 void zk_init(void);
 
+/* Set option id to value (already parsed and range-checked with
+ * zk_opt_parse) before the first zk_begin_phase. Returns 0, EBUSY once the
+ * first phase has begun (the region is laid out by then), or EINVAL for an
+ * option that cannot change after load (ZK_OPT_CHECK). */
+int zk_opt_write(zk_opt_id_t id, uint64_t value);
+
 /* Slow paths of the two lookups below (take the lock, may create an arena). */
 int zk_phase_flags_slow(uint64_t epoch);
 int zk_small_flags_slow(uint64_t epoch);

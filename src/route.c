@@ -164,6 +164,34 @@ void zk_dallocx(void *p, int flags)
 		je_dallocx(p, flags);
 }
 
+void zk_sdallocx(void *p, size_t size, int flags)
+{
+	if (unlikely(zk_owns(p)))
+		free_phase(p);
+	else if (likely(p != NULL))
+		je_sdallocx(p, size, flags);
+}
+
+size_t zk_xallocx(void *p, size_t size, size_t extra, int flags)
+{
+	/* In place only: the arena field does not matter, the thread cache
+	 * must stay out of phase blocks. */
+	if (unlikely(zk_owns(p)))
+		flags = (flags & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK)) |
+			MALLOCX_TCACHE_NONE;
+	return je_xallocx(p, size ? size : 1, extra, flags);
+}
+
+size_t zk_sallocx(const void *p, int flags)
+{
+	return je_sallocx(p, flags);
+}
+
+size_t zk_nallocx(size_t size, int flags)
+{
+	return je_nallocx(size ? size : 1, flags);
+}
+
 void zk_free(void *p)
 {
 	if (unlikely(zk_owns(p)))
