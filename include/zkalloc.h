@@ -181,7 +181,7 @@ ZK_API int zk_arena_flags(void);
 ZK_API int zk_mallctl(const char *name, void *oldp, size_t *oldlenp,
 		      void *newp, size_t newlen);
 
-#define ZK_STATS_VERSION 1
+#define ZK_STATS_VERSION 2
 
 /* A snapshot of zkalloc's counters. Set .size = sizeof(zk_stats_t) before
  * calling zk_stats_get(); fields are only ever appended, so an older caller's
@@ -206,8 +206,18 @@ typedef struct zk_stats {
 	uint64_t arenas_created;   /* phase arenas created, all phases */
 	uint64_t arenas_destroyed; /* phase arenas destroyed by begin_phase */
 	uint64_t hook_zeroed_bytes; /* recycled bytes the hooks cleared */
-	size_t small_resident_bytes; /* ZK_ALLOC_SMALL=resident: bytes resident */
-	uint64_t small_overflow_count; /* small requests its arenas refused */
+	size_t small_resident_bytes; /* resident arenas: bytes resident */
+	uint64_t small_overflow_count; /* ordinary in-phase requests the
+					  resident arenas refused */
+	/* Version 2. */
+	uint64_t shared_count;   /* times a thread found no free slab and
+				    shared another thread's arena */
+	uint64_t arenas_reset;   /* phase arenas emptied by begin_phase */
+	uint64_t trims;          /* phase-decay trims (slabs given back to) */
+	uint64_t trimmed_bytes;  /* bytes those trims gave back */
+	uint64_t begin_ns_last;  /* how long the last zk_begin_phase took */
+	size_t committed_bytes;  /* bytes of both regions made writable */
+	size_t reserved_bytes;   /* address space of both regions */
 } zk_stats_t;
 
 /* Fill *out (up to out->size bytes). Returns 0, or EINVAL if out is NULL or

@@ -113,8 +113,14 @@ static block_t *table_alloc(unsigned bits)
 {
 	void *m;
 	size_t len = sizeof(block_t) << bits;
-	/* Fresh MAP_NORESERVE pages are zero, i.e. all slots B_EMPTY. */
-	return zk_os_reserve(len, zk_os_page_size(), &m) == 0 ? m : NULL;
+	/* Fresh pages are zero, i.e. all slots B_EMPTY. */
+	if (zk_os_reserve(len, zk_os_page_size(), &m) != 0)
+		return NULL;
+	if (zk_os_commit(m, len) != 0) {
+		zk_os_release(m, len);
+		return NULL;
+	}
+	return m;
 }
 
 static bool keep(const block_t *b, uint64_t oldest)
@@ -198,8 +204,20 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 		       si->si_addr, (unsigned long long)T.retired_epoch[i],
 		       (unsigned long long)cur_epoch());
 	}
-	/* Not ours: the previous disposition handles the repeated fault. */
-	sigaction(SIGSEGV, &old_segv, NULL);
+	/* Not ours: hand it to the previous handler, and stay installed. */
+	if ((old_segv.sa_flags & SA_SIGINFO) && old_segv.sa_sigaction != NULL) {
+		old_segv.sa_sigaction(sig, si, uc);
+	} else if (old_segv.sa_handler != SIG_DFL &&
+		   old_segv.sa_handler != SIG_IGN) {
+		old_segv.sa_handler(sig);
+	} else {
+		/* Default disposition: let the repeated fault kill the
+		 * process, as it would without zkalloc. */
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigaction(SIGSEGV, &dfl, NULL);
+	}
 }
 
 static void fork_prepare(void)
@@ -237,7 +255,9 @@ void zk_check_init(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	/* SA_ONSTACK: a thread with an alternate signal stack (a stack
+	 * overflow reporter, Rust's runtime) keeps using it. */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGSEGV, &sa, &old_segv);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -54,7 +54,7 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
     [ZK_OPT_THP] = {"ZK_ALLOC_THP", ZK_KIND_ENUM, ZK_THP_NEVER, NULL, 0, 1,
 		    thp_choices,
 		    "transparent huge pages on the region: never or always"},
-    [ZK_OPT_SMALL] = {"ZK_ALLOC_SMALL", ZK_KIND_ENUM, ZK_SMALL_ORDINARY, NULL,
+    [ZK_OPT_SMALL] = {"ZK_ALLOC_SMALL", ZK_KIND_ENUM, ZK_SMALL_RESIDENT, NULL,
 		      0, 1, small_choices,
 		      "in-phase small requests: ordinary jemalloc arenas, or "
 		      "resident per-thread arenas that never purge"},
@@ -64,6 +64,10 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
     [ZK_OPT_VERBOSE] = {"ZK_ALLOC_VERBOSE", ZK_KIND_ENUM, 0, NULL, 0, 1,
 			check_choices,
 			"1 = one banner line at start and a summary at exit"},
+    [ZK_OPT_TRIM_PHASES] = {"ZK_ALLOC_TRIM_PHASES", ZK_KIND_UINT, 4, NULL, 1,
+			    64, NULL,
+			    "at each begin, resident pages that none of the "
+			    "last K phases needed are given back"},
 };
 
 static int parse_whole(const char *s, const char **end, uint64_t *out)

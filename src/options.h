@@ -17,6 +17,7 @@ typedef enum zk_opt_id {
 	ZK_OPT_SMALL,         /* ZK_ALLOC_SMALL: {ordinary, resident} */
 	ZK_OPT_CHECK,         /* ZK_ALLOC_CHECK: 0 or 1 */
 	ZK_OPT_VERBOSE,       /* ZK_ALLOC_VERBOSE: 0 or 1 */
+	ZK_OPT_TRIM_PHASES,   /* ZK_ALLOC_TRIM_PHASES: K of the phase decay */
 	ZK_OPT__COUNT
 } zk_opt_id_t;
 

@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 int zk_os_reserve(size_t size, size_t align, void **out)
@@ -15,7 +17,7 @@ int zk_os_reserve(size_t size, size_t align, void **out)
 	size_t total = size + align;
 	if (total < size)
 		return ENOMEM;
-	void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, total, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return errno;
@@ -31,6 +33,56 @@ int zk_os_reserve(size_t size, size_t align, void **out)
 	return 0;
 }
 
+int (*zk_os_commit_fault)(size_t size);
+
+int zk_os_commit(void *addr, size_t size)
+{
+	int (*fault)(size_t) =
+	    __atomic_load_n(&zk_os_commit_fault, __ATOMIC_RELAXED);
+	if (fault != NULL) {
+		int err = fault(size);
+		if (err != 0)
+			return err;
+	}
+	return mprotect(addr, size, PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+}
+
+int zk_os_purge(void *addr, size_t size)
+{
+	return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+size_t zk_os_as_headroom(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return SIZE_MAX;
+	/* VmSize from /proc/self/statm (pages), read without stdio. */
+	size_t used = 0;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char buf[64];
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9';
+		     i++)
+			used = used * 10 + (size_t)(buf[i] - '0');
+		used *= zk_os_page_size();
+	}
+	return rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+}
+
+bool zk_os_overcommit_strict(void)
+{
+	int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char c = 0;
+	ssize_t n = read(fd, &c, 1);
+	close(fd);
+	return n == 1 && c == '2';
+}
+
 int zk_os_release(void *addr, size_t size)
 {
 	return munmap(addr, size) == 0 ? 0 : errno;
@@ -44,13 +96,15 @@ int zk_os_protect(void *addr, size_t size, bool access)
 
 int zk_os_resident(const void *addr, size_t size, size_t *out)
 {
-	/* A fixed vector, walked in chunks: callers may hold locks and run
-	 * inside malloc, so nothing is allocated. */
-	static _Thread_local unsigned char vec[4096];
+	/* A small vector on the stack, walked in chunks: callers may run
+	 * inside malloc, so nothing is allocated; no thread-local buffer, so
+	 * the library's static TLS stays small enough for dlopen. */
+	unsigned char vec[256];
 	size_t page = zk_os_page_size(), pages = 0;
 	const char *p = addr;
 	while (size > 0) {
-		size_t n = size / page < sizeof(vec) ? size / page : sizeof(vec);
+		size_t n =
+		    size / page < sizeof(vec) ? size / page : sizeof(vec);
 		if (n == 0)
 			break;
 		if (mincore((void *)p, n * page, vec) != 0)
@@ -67,8 +121,8 @@ int zk_os_resident(const void *addr, size_t size, size_t *out)
 int zk_os_advise_thp(void *addr, size_t size, bool huge)
 {
 	return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0
-		       ? 0
-		       : errno;
+		   ? 0
+		   : errno;
 }
 
 size_t zk_os_page_size(void)

@@ -8,11 +8,33 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Reserve size bytes of read/write private anonymous memory with
- * MAP_NORESERVE, aligned to align (a power of two). Pages are committed by
- * the kernel on first touch only. On success *out is set and 0 returned; on
- * failure *out is untouched and the mmap errno is returned. */
+/* Reserve size bytes of address space (private anonymous, PROT_NONE,
+ * MAP_NORESERVE), aligned to align (a power of two). Nothing is charged
+ * to the commit limit until zk_os_commit. On success *out is set and 0
+ * returned; on failure *out is untouched and the mmap errno is returned. */
 int zk_os_reserve(size_t size, size_t align, void **out);
+
+/* Make a page-aligned range of a reservation readable and writable; the
+ * kernel charges it to the commit limit (vm.overcommit_memory=2) and backs
+ * pages on first touch. Returns 0 or the mprotect errno (ENOMEM when the
+ * commit limit is reached). */
+int zk_os_commit(void *addr, size_t size);
+
+/* Tests only: when set, zk_os_commit fails with its result (a commit
+ * limit simulation). */
+extern int (*zk_os_commit_fault)(size_t size);
+
+/* Give the pages of a committed range back to the kernel; the range stays
+ * committed and reads as zero afterwards (MADV_DONTNEED). */
+int zk_os_purge(void *addr, size_t size);
+
+/* Bytes of address space this process may still map under RLIMIT_AS
+ * (SIZE_MAX when unlimited). */
+size_t zk_os_as_headroom(void);
+
+/* True when the kernel charges every writable private mapping to the
+ * commit limit (vm.overcommit_memory = 2). */
+bool zk_os_overcommit_strict(void);
 
 /* Give back a reservation made by zk_os_reserve (tests and teardown only). */
 int zk_os_release(void *addr, size_t size);

@@ -15,38 +15,52 @@
 #include <stdint.h>
 
 /* Process-wide state. Written by zk_init (once), zk_begin_phase and the
- * per-thread slow paths, all under .lock, except the atomics, which the
- * allocation fast path reads without it. */
+ * per-thread slow paths; the slab tables' ownership fields under .lock,
+ * which is never held across a call into jemalloc or anything that can
+ * allocate. The fast path reads only the atomics and constants. */
 typedef struct zk_global {
-	_Atomic bool active;     /* a phase is active */
-	_Atomic uint64_t epoch;  /* phases begun; bumped by zk_begin_phase */
+	_Atomic bool active;	/* a phase is active */
+	_Atomic uint64_t epoch; /* phases begun; bumped by zk_begin_phase */
 	uint64_t opt[ZK_OPT__COUNT]; /* options, read once by zk_init */
-	/* Copies of options the fast path reads (constant after zk_init). */
+	/* Copies of options the fast path reads (constant after the first
+	 * phase; zk_opt_write may change them before it). */
 	size_t min_bytes;
 	size_t promote_bytes;
 	bool small_resident;
-	bool pregrow_ok;         /* jemalloc does not junk-fill (opt.junk) */
-	zk_region_t region;      /* phase slabs; base NULL if not reserved */
-	zk_region_t small;       /* ZK_ALLOC_SMALL=resident slabs */
-	bool region_tried;       /* reservation attempted (warned on failure) */
+	bool pregrow_ok;    /* jemalloc does not junk-fill (opt.junk) and
+			       the commit charge is not strict */
+	bool retain;	    /* jemalloc's opt.retain */
+	zk_region_t region; /* phase slabs; base NULL if not reserved */
+	zk_region_t small;  /* resident slabs (ordinary memory) */
+	bool region_tried;  /* reservation attempted (warned on failure) */
+	bool beginning;	    /* a zk_begin_phase is between its locks */
 	pthread_mutex_t lock;
-	pthread_key_t exit_key;  /* its destructor hands the thread's slabs back */
-	_Atomic uint64_t overflow_count, overflow_bytes;
+	pthread_key_t
+	    exit_key; /* its destructor hands the thread's slabs back */
+	_Alignas(64) _Atomic uint64_t overflow_count;
+	_Atomic uint64_t overflow_bytes;
 	_Atomic uint64_t small_overflow_count;
-	_Atomic uint64_t arenas_created, arenas_destroyed;
+	_Atomic uint64_t shared_count; /* slab takes that had to share */
+	_Atomic uint64_t arenas_created, arenas_destroyed, arenas_reset;
+	_Atomic uint64_t trims, trimmed_bytes;
+	_Atomic uint64_t begin_ns_last; /* duration of the last begin */
 } zk_global_t;
 
 extern zk_global_t zk_g;
 
-/* Per-thread routing cache: valid while .epoch equals zk_g.epoch. */
+/* Per-thread routing cache and ownership. */
 typedef struct zk_tls {
-	uint64_t epoch;     /* phase epoch the flags below belong to */
-	int flags;          /* MALLOCX_ARENA|TCACHE_NONE of the phase arena,
-			       or 0: no phase memory for this thread now */
-	zk_slab_t *slab;    /* phase slab this thread holds, or NULL */
-	uint64_t small_epoch; /* epoch the small flags were looked up in */
-	int small_flags;    /* MALLOCX_ARENA of the resident small arena, or 0 */
-	zk_slab_t *small_slab;
+	uint64_t epoch;	       /* phase epoch the flags below belong to */
+	int flags;	       /* MALLOCX_ARENA|TCACHE_NONE of the phase arena,
+				  or 0: no phase memory for this thread now */
+	zk_slab_t *slab;       /* phase slab taken in phase .epoch, or NULL */
+	zk_slab_t *last_slab;  /* phase slab of an earlier phase (preferred) */
+	uint64_t small_epoch;  /* epoch the small flags were looked up in */
+	int small_flags;       /* MALLOCX_ARENA of the resident arena, or 0 */
+	zk_slab_t *small_slab; /* resident slab held, or NULL */
+	bool busy;	       /* in a slow path: re-entrant calls use plain
+				  jemalloc (pthread_setspecific may calloc) */
+	bool key_set;	       /* the exit destructor is registered */
 } zk_tls_t;
 
 extern __thread zk_tls_t zk_tls __attribute__((tls_model("initial-exec")));
@@ -61,7 +75,7 @@ void zk_init(void);
  * option that cannot change after load (ZK_OPT_CHECK). */
 int zk_opt_write(zk_opt_id_t id, uint64_t value);
 
-/* Slow paths of the two lookups below (take the lock, may create an arena). */
+/* Slow paths of the two lookups below (may create an arena). */
 int zk_phase_flags_slow(uint64_t epoch);
 int zk_small_flags_slow(uint64_t epoch);
 
@@ -74,7 +88,8 @@ static inline int zk_phase_flags(void)
 	return zk_phase_flags_slow(e);
 }
 
-/* Flags for this thread's resident small arena, or 0. */
+/* Flags for this thread's resident arena (ordinary memory that keeps its
+ * pages across phases), or 0. */
 static inline int zk_small_flags(void)
 {
 	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_acquire);
@@ -86,16 +101,21 @@ static inline int zk_small_flags(void)
 /* Count a request that phase memory could not serve. */
 static inline void zk_count_overflow(size_t size)
 {
-	atomic_fetch_add_explicit(&zk_g.overflow_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&zk_g.overflow_count, 1,
+				  memory_order_relaxed);
 	atomic_fetch_add_explicit(&zk_g.overflow_bytes, size,
 				  memory_order_relaxed);
 }
 
-/* A phase arena refused a request: its slab is full. Warns once per
- * process; the other overflow causes warn where they are found. */
+/* A phase arena refused a request that fits a slab: its slab is full.
+ * Warns once per process; the other overflow causes warn where found. */
 void zk_warn_slab_full(size_t size);
 
-/* Slabs currently held by live threads (takes the lock). */
+/* Largest request phase memory can serve as one block (0 before the
+ * region is reserved). */
+size_t zk_phase_max_block(void);
+
+/* Slabs used by threads in the current phase (no lock: a snapshot). */
 unsigned zk_phase_slabs_in_use(void);
 
 #endif

@@ -21,12 +21,12 @@
 #include <errno.h>
 #include <string.h>
 
-#define likely(x) __builtin_expect(!!(x), 1)
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* MALLOCX_* flag fields (jemalloc.h): lg_align 0-5, zero 6, tcache 8-19,
  * arena 20-31. */
-#define FLAG_ARENA_MASK ((int)0xfff00000u)
+#define FLAG_ARENA_MASK	 ((int)0xfff00000u)
 #define FLAG_TCACHE_MASK ((int)0x000fff00)
 
 /* Flags for a call into a phase arena: the caller's alignment and zeroing,
@@ -36,28 +36,53 @@ static inline int phase_call_flags(int caller, int arena_flags)
 	return (caller & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK)) | arena_flags;
 }
 
-static void *alloc_in_phase(size_t size, int flags)
+/* Ordinary memory in a phase: this thread's resident arena (pages kept
+ * across phases), or plain jemalloc. flags has no arena. */
+static void *alloc_ordinary_in_phase(size_t size, int flags)
 {
-	if (size >= zk_g.min_bytes) {
-		int af = zk_phase_flags();
-		if (af != 0) {
-			void *p = je_mallocx(size, phase_call_flags(flags, af));
-			if (likely(p != NULL))
-				return p;
-			zk_warn_slab_full(size);
-		}
-		zk_count_overflow(size);
-	} else if (zk_g.small_resident) {
+	if (zk_g.small_resident) {
 		int sf = zk_small_flags();
 		if (sf != 0) {
 			void *p = je_mallocx(size, flags | sf);
-			if (likely(p != NULL))
+			if (likely(p != NULL)) {
+				zk_slab_mark(zk_tls.small_slab, p, size);
 				return p;
+			}
 		}
-		atomic_fetch_add_explicit(&zk_g.small_overflow_count, 1,
-					  memory_order_relaxed);
+		if (!zk_tls.busy)
+			atomic_fetch_add_explicit(&zk_g.small_overflow_count, 1,
+						  memory_order_relaxed);
 	}
 	return je_mallocx(size, flags);
+}
+
+static void *alloc_in_phase(size_t size, int flags)
+{
+	if (size < zk_g.min_bytes)
+		return alloc_ordinary_in_phase(size, flags);
+	/* Larger than a slab: no phase arena can hold it, and it is no sign
+	 * of a full slab. Plain jemalloc serves it or fails. */
+	size_t slab = zk_g.region.slab_size; /* 0 until reserved */
+	if (unlikely(size > slab) && slab != 0) {
+		void *p = je_mallocx(size, flags);
+		if (p != NULL)
+			zk_count_overflow(size);
+		return p;
+	}
+	int af = zk_phase_flags();
+	if (af != 0) {
+		void *p = je_mallocx(size, phase_call_flags(flags, af));
+		if (likely(p != NULL)) {
+			zk_slab_mark(zk_tls.slab, p, size);
+			return p;
+		}
+		zk_warn_slab_full(size);
+	}
+	void *p = je_mallocx(size, flags);
+	/* A call re-entering from a slow path is not an overflow. */
+	if (p != NULL && !zk_tls.busy)
+		zk_count_overflow(size);
+	return p;
 }
 
 /* Checked mode (check.h): the same, visible to zk_begin_phase, and the
@@ -79,8 +104,9 @@ static inline void *route_alloc(size_t size, int flags)
 	if (likely(!atomic_load_explicit(&zk_g.active, memory_order_acquire)) ||
 	    (flags & FLAG_ARENA_MASK) != 0)
 		p = je_mallocx(size, flags);
-	else if (likely(!zk_check_on))
-		p = alloc_in_phase(size, flags);
+	else if (likely(!zk_check_on) || size < zk_g.min_bytes)
+		p = alloc_in_phase(size, flags); /* only phase requests are
+						    checked */
 	else
 		p = checked_alloc_in_phase(size, flags);
 	if (unlikely(p == NULL))
@@ -132,7 +158,8 @@ void *zk_malloc(size_t size)
 	 * routing): straight to jemalloc's fast path, which sets errno and
 	 * returns a unique block for 0. */
 	if (likely(je_malloc_is_jemalloc) &&
-	    (likely(!atomic_load_explicit(&zk_g.active, memory_order_acquire)) ||
+	    (likely(
+		 !atomic_load_explicit(&zk_g.active, memory_order_acquire)) ||
 	     (size < zk_g.min_bytes && !zk_g.small_resident)))
 		return je_malloc(size);
 	return route_alloc(size ? size : 1, 0);
@@ -241,9 +268,12 @@ static void *realloc_phase(zk_slab_t *s, void *p, size_t size, int flags)
 {
 	int af = MALLOCX_ARENA(s->arena_ind) | MALLOCX_TCACHE_NONE;
 	void *q = je_rallocx(p, size, phase_call_flags(flags, af));
-	if (likely(q != NULL))
+	if (likely(q != NULL)) {
+		zk_slab_mark(s, q, size);
 		return q;
-	zk_warn_slab_full(size);
+	}
+	if (size <= zk_g.region.slab_size)
+		zk_warn_slab_full(size);
 	size_t old = je_sallocx(p, 0);
 	q = je_mallocx(size, flags & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK));
 	if (q == NULL) {
@@ -275,6 +305,26 @@ static void *promote(void *p, size_t size, int flags)
 	je_dallocx(p, 0);
 	if (unlikely(zk_check_on))
 		zk_check_track(q, size);
+	return q;
+}
+
+/* An ordinary block reallocated in a phase stays ordinary (valid after the
+ * phase) but moves, if it must move, into this thread's resident arena,
+ * whose pages stay resident across phases: a vector grown by doubling in
+ * every proof stops re-faulting its 8-32 MiB generations, which plain
+ * jemalloc sends to its eagerly purged huge arena. NULL: not applicable or
+ * failed (p untouched); the caller then uses plain jemalloc. */
+static void *grow_ordinary_in_phase(void *p, size_t size, int flags)
+{
+	if (!zk_g.small_resident)
+		return NULL;
+	int sf = zk_small_flags();
+	if (sf == 0)
+		return NULL;
+	void *q = je_rallocx(p, size, flags | sf);
+	zk_slab_t *qs = q ? zk_region_slab_of(&zk_g.small, q) : NULL;
+	if (qs != NULL)
+		zk_slab_mark(qs, q, size);
 	return q;
 }
 
@@ -311,11 +361,17 @@ void *zk_rallocx(void *p, size_t size, int flags)
 		size = 1;
 	zk_slab_t *s = zk_region_slab_of(&zk_g.region, p);
 	if (unlikely(s != NULL))
-		return likely(!zk_check_on) ? realloc_phase(s, p, size, flags)
-					    : checked_realloc_phase(s, p, size,
-								    flags);
+		return likely(!zk_check_on)
+			   ? realloc_phase(s, p, size, flags)
+			   : checked_realloc_phase(s, p, size, flags);
 	if (wants_promotion(size, flags)) {
 		void *q = promote(p, size, flags);
+		if (q != NULL)
+			return q;
+	}
+	if (atomic_load_explicit(&zk_g.active, memory_order_acquire) &&
+	    (flags & FLAG_ARENA_MASK) == 0) {
+		void *q = grow_ordinary_in_phase(p, size, flags);
 		if (q != NULL)
 			return q;
 	}

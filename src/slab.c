@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <string.h>
 
+/* Page granularity of the resident slabs' bitmaps (the smallest page
+ * jemalloc uses on Linux x86-64 and the common aarch64 kernels). */
+#define PAGE ((size_t)4096)
+
 /* zk_owns reads base and total on any thread without a lock: everything
  * else is written before total is stored with release, so a reader that
  * loads a non-zero total (acquire) sees the whole region, and one that
@@ -30,16 +34,31 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		return EINVAL;
 	size_t total = slab_size * nslabs;
 	size_t table = sizeof(zk_slab_t) * nslabs;
-	void *base, *slabs;
+	/* Resident slabs: a page bitmap each, committed as the slab grows. */
+	size_t bits = rewindable ? 0 : slab_size / PAGE / 8;
+	void *base, *slabs, *bitmaps = NULL;
 	int err = zk_os_reserve(total, ZK_SLAB_ALIGN, &base);
 	if (err != 0)
 		return err;
-	err = zk_os_reserve(table, zk_os_page_size(), &slabs);
-	if (err != 0) {
+	if (bits != 0 &&
+	    (err = zk_os_reserve(bits * nslabs, PAGE, &bitmaps)) != 0) {
 		zk_os_release(base, total);
 		return err;
 	}
-	/* Advice is a preference: a kernel without THP refuses it harmlessly. */
+	err = zk_os_reserve(table, zk_os_page_size(), &slabs);
+	if (err == 0) {
+		err = zk_os_commit(slabs, table);
+		if (err != 0)
+			zk_os_release(slabs, table);
+	}
+	if (err != 0) {
+		zk_os_release(base, total);
+		if (bitmaps != NULL)
+			zk_os_release(bitmaps, bits * nslabs);
+		return err;
+	}
+	/* Advice is a preference: a kernel without THP refuses it harmlessly.
+	 */
 	(void)zk_os_advise_thp(base, total, thp_always);
 	for (unsigned i = 0; i < nslabs; i++) {
 		zk_slab_t *s = &((zk_slab_t *)slabs)[i];
@@ -48,11 +67,52 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		s->size = slab_size;
 		atomic_init(&s->bump, 0);
 		atomic_init(&s->written_end, 0);
+		atomic_init(&s->committed, 0);
+		atomic_init(&s->mark, 0);
+		atomic_init(&s->arena_state, ZK_ARENA_NONE);
 		s->dirty_end = 0;
 		s->rewindable = rewindable;
-		s->state = ZK_SLAB_FREE;
+		s->garbage = bitmaps ? (_Atomic uint64_t *)((char *)bitmaps +
+							    (size_t)i * bits)
+				     : NULL;
+		pthread_mutex_init(&s->trim_lock, NULL);
 	}
 	region_publish(r, base, slab_size, nslabs, slabs, total);
+	return 0;
+}
+
+/* Commit in steps of this much (or more), so a slab growing in small
+ * extents makes few mprotect calls. */
+#define COMMIT_GRANULE ((size_t)64 << 20)
+
+int zk_slab_commit(zk_slab_t *s, size_t end)
+{
+	size_t cur = atomic_load_explicit(&s->committed, memory_order_acquire);
+	while (cur < end) {
+		size_t to =
+		    end - cur < COMMIT_GRANULE ? cur + COMMIT_GRANULE : end;
+		to = (to + ZK_SLAB_ALIGN - 1) & ~(ZK_SLAB_ALIGN - 1);
+		if (to > s->size)
+			to = s->size;
+		/* Two threads may commit overlapping ranges: mprotect to the
+		 * same protection is idempotent. */
+		int err = zk_os_commit(s->base + cur, to - cur);
+		if (err == 0 && s->garbage != NULL) {
+			/* The bitmap pages covering [cur, to). */
+			char *b0 = (char *)s->garbage + cur / PAGE / 8;
+			char *b1 = (char *)s->garbage + (to / PAGE + 7) / 8;
+			uintptr_t lo = (uintptr_t)b0 & ~(uintptr_t)(PAGE - 1);
+			uintptr_t hi =
+			    ((uintptr_t)b1 + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+			err = zk_os_commit((void *)lo, hi - lo);
+		}
+		if (err != 0)
+			return err;
+		if (atomic_compare_exchange_strong_explicit(
+			&s->committed, &cur, to, memory_order_release,
+			memory_order_acquire))
+			cur = to;
+	}
 	return 0;
 }
 
@@ -76,6 +136,8 @@ void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 		if (start < cur || start > s->size || size > s->size - start)
 			return NULL;
 		end = start + size;
+		if (zk_slab_commit(s, end) != 0)
+			return NULL;
 	} while (!atomic_compare_exchange_weak_explicit(
 	    &s->bump, &cur, end, memory_order_relaxed, memory_order_relaxed));
 	*recycled = start >= s->dirty_end ? 0
@@ -97,4 +159,90 @@ size_t zk_slab_high_water(const zk_slab_t *s)
 {
 	size_t w = atomic_load_explicit(&s->written_end, memory_order_relaxed);
 	return w > s->dirty_end ? w : s->dirty_end;
+}
+
+/* ------------------------------------------------ resident page bitmap */
+
+void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len)
+{
+	size_t p = off / PAGE, end = (off + len) / PAGE;
+	while (p < end) {
+		size_t w = p / 64, b = p % 64;
+		size_t n = end - p < 64 - b ? end - p : 64 - b;
+		uint64_t m = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
+			     << b;
+		atomic_fetch_or_explicit(&s->garbage[w], m,
+					 memory_order_relaxed);
+		p += n;
+	}
+}
+
+void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len)
+{
+	size_t p = off / PAGE, end = (off + len + PAGE - 1) / PAGE;
+	pthread_mutex_lock(&s->trim_lock);
+	while (p < end) {
+		size_t w = p / 64, b = p % 64;
+		size_t n = end - p < 64 - b ? end - p : 64 - b;
+		uint64_t m = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
+			     << b;
+		uint64_t old = atomic_fetch_and_explicit(&s->garbage[w], ~m,
+							 memory_order_relaxed) &
+			       m;
+		while (old != 0) {
+			/* Clear each run of set bits with one memset. */
+			unsigned lo = (unsigned)__builtin_ctzll(old);
+			uint64_t run = old >> lo;
+			unsigned k = run == ~(uint64_t)0 >> lo
+					 ? 64 - lo
+					 : (unsigned)__builtin_ctzll(~run);
+			memset(s->base + (w * 64 + lo) * PAGE, 0,
+			       (size_t)k * PAGE);
+			old &= k + lo >= 64 ? 0 : ~(uint64_t)0 << (k + lo);
+		}
+		p += n;
+	}
+	pthread_mutex_unlock(&s->trim_lock);
+}
+
+size_t zk_slab_garbage_trim(zk_slab_t *s, size_t from)
+{
+	size_t given = 0;
+	size_t first = (from + PAGE - 1) / PAGE;
+	size_t last =
+	    atomic_load_explicit(&s->committed, memory_order_acquire) / PAGE;
+	pthread_mutex_lock(&s->trim_lock);
+	size_t run_lo = 0, run_n = 0;
+	for (size_t p = first; p <= last; p++) {
+		if (run_n == 0 && p % 64 == 0 && p + 64 <= last &&
+		    atomic_load_explicit(&s->garbage[p / 64],
+					 memory_order_relaxed) == 0) {
+			p += 63; /* a word without free pages */
+			continue;
+		}
+		bool set =
+		    p < last && (atomic_load_explicit(&s->garbage[p / 64],
+						      memory_order_relaxed) >>
+				 (p % 64)) &
+				    1;
+		if (set) {
+			if (run_n == 0)
+				run_lo = p;
+			run_n++;
+			continue;
+		}
+		if (run_n != 0 &&
+		    zk_os_purge(s->base + run_lo * PAGE, run_n * PAGE) == 0) {
+			/* Given back: the pages read as zero now. */
+			for (size_t q = run_lo; q < run_lo + run_n; q++)
+				atomic_fetch_and_explicit(
+				    &s->garbage[q / 64],
+				    ~((uint64_t)1 << (q % 64)),
+				    memory_order_relaxed);
+			given += run_n * PAGE;
+		}
+		run_n = 0;
+	}
+	pthread_mutex_unlock(&s->trim_lock);
+	return given;
 }

@@ -10,6 +10,7 @@
 #define JEMALLOC_NO_DEMANGLE
 #include <jemalloc/jemalloc.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,13 +20,18 @@
  * to 2 MiB, so slab starts are aligned to it too. */
 #define ZK_SLAB_ALIGN ((size_t)2 << 20)
 
-typedef enum zk_slab_state {
-	ZK_SLAB_FREE = 0, /* in the pool */
-	ZK_SLAB_OWNED,    /* held by a live thread */
-	ZK_SLAB_ORPHANED, /* its thread exited; back to the pool at the next
-			     zk_begin_phase (its memory stays valid until then) */
-	ZK_SLAB_LOST      /* its arena could not be destroyed: never reused */
-} zk_slab_state_t;
+/* Phases of memory a slab's trim decision looks back on (ring size cap). */
+#define ZK_TRIM_RING 64
+
+/* The arena a slab serves. Created once, kept for the life of the process
+ * (phase arenas are emptied with arena.<i>.reset at each zk_begin_phase);
+ * only checked mode destroys and re-creates phase arenas. */
+typedef enum zk_arena_state {
+	ZK_ARENA_NONE = 0, /* not created yet */
+	ZK_ARENA_CREATING, /* one thread is creating it, outside any lock */
+	ZK_ARENA_READY,	   /* arena_ind is valid */
+	ZK_ARENA_LOST	   /* could not be reset or destroyed: never reused */
+} zk_arena_state_t;
 
 typedef struct zk_slab {
 	/* First member: every hook receives &hooks and recovers the slab by
@@ -37,37 +43,62 @@ typedef struct zk_slab {
 	/* Offset of the first byte not handed out since the last rewind.
 	 * Advanced by hooks on any thread (CAS); reset only by rewind. */
 	_Atomic size_t bump;
+	/* Bytes from base made readable and writable (the region is reserved
+	 * PROT_NONE and committed on demand, so the commit charge follows
+	 * use). Only grows. */
+	_Atomic size_t committed;
 	/* Bytes below this offset may have been written in an earlier cycle
 	 * and hold old data; above it the pages are still kernel zero pages.
 	 * Written only by zk_slab_rewind, when no hook can run on the slab. */
 	size_t dirty_end;
 	/* Since the last rewind: the end of every range jemalloc may have
-	 * written (handed out by the alloc hook for use, or committed from a
-	 * decommitted extent). Raised by hooks on any thread (atomic max). */
+	 * written. Raised by hooks on any thread (atomic max). */
 	_Atomic size_t written_end;
-	/* Whether zk_slab_rewind is allowed (phase slabs) or not (the
-	 * ZK_ALLOC_SMALL=resident slabs, whose arenas live forever). */
+	/* Whether zk_slab_rewind is allowed (phase slabs) or not (resident
+	 * slabs, whose arenas hold ordinary memory). */
 	bool rewindable;
-	/* Pregrow state, written by phase.c under its lock while it hands a
-	 * new arena (no other thread knows it yet) its slab as a retained
-	 * extent; see pregrow() there. While pregrowing, what the alloc hook
-	 * hands out is not yet written, and the decommit hook accepts a range
-	 * that was never written, recording it in decommitted_lo/hi. */
+	/* Set by phase.c while it pregrows a new arena, when no other thread
+	 * can reach it: the purge_forced hook then accepts never-written
+	 * ranges (they read as zero), so calloc need not clear them. */
 	bool pregrowing;
-	size_t decommitted_lo, decommitted_hi;
+	/* Resident slabs only: one bit per page, set while the page is free
+	 * (jemalloc decommitted its extent: the decommit hook accepts without
+	 * touching the pages) and may hold old data. The commit hook clears
+	 * such pages when jemalloc reuses them; a trim gives them back to the
+	 * kernel. trim_lock orders the two (never held across a jemalloc
+	 * call). NULL for phase slabs. */
+	_Atomic uint64_t *garbage;
+	pthread_mutex_t trim_lock;
+	/* The pregrown extent [pg_lo, pg_hi) (0, 0 if none). */
+	size_t pg_lo, pg_hi;
 
-	/* Phase bookkeeping: owned by phase.c, written under its lock. */
-	zk_slab_state_t state;
-	unsigned arena_ind;   /* valid when arena_epoch != 0 */
-	uint64_t arena_epoch; /* phase epoch the arena was made in; 0 = none */
+	/* Phase decay (see phase.c: trim). mark: the highest offset that
+	 * allocations made since the last zk_begin_phase ended at (atomic max,
+	 * from the routing wrapper and the split/alloc hooks). marks[]: the
+	 * last phases' marks. res_hi: offset below which pages may be
+	 * resident; pages above it were never touched or were given back. */
+	_Atomic size_t mark;
+	size_t marks[ZK_TRIM_RING];
+	unsigned mark_pos;
+	size_t res_hi;
+
+	/* The slab's arena (see zk_arena_state_t). arena_state is atomic:
+	 * the routing fast path never reads it, slow paths do without lock. */
+	_Atomic int arena_state;
+	unsigned arena_ind;
+	/* Threads using the slab: phase slabs count the threads that took it
+	 * in phase users_epoch; resident slabs the live threads holding it.
+	 * Written under zk_g.lock. */
+	unsigned users;
+	uint64_t users_epoch;
 } zk_slab_t;
 
 typedef struct zk_region {
-	char *base;         /* NULL when not reserved */
+	char *base; /* NULL when not reserved */
 	size_t slab_size;
 	unsigned nslabs;
-	size_t total;       /* slab_size * nslabs; 0 when not reserved */
-	zk_slab_t *slabs;   /* nslabs entries, in their own mapping */
+	size_t total;	  /* slab_size * nslabs; 0 when not reserved */
+	zk_slab_t *slabs; /* nslabs entries, in their own mapping */
 } zk_region_t;
 
 /* Reserve nslabs * slab_size bytes (slab_size a multiple of ZK_SLAB_ALIGN)
@@ -76,9 +107,12 @@ typedef struct zk_region {
 int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		   bool thp_always, bool rewindable);
 
+/* Commit the slab up to offset end (rounded up to the commit granule).
+ * Returns 0 or the errno of the refused commit. Any thread. */
+int zk_slab_commit(zk_slab_t *s, size_t end);
+
 /* The slab holding p, or NULL if p is outside the region. */
-static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r,
-					   const void *p)
+static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r, const void *p)
 {
 	/* Lock-free: pairs with zk_region_init's release of total. */
 	size_t total = __atomic_load_n(&r->total, __ATOMIC_ACQUIRE);
@@ -90,21 +124,52 @@ static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r,
 }
 
 /* Hand out size bytes aligned to align (a power of two) at the bump
- * pointer, or exactly at want when want is not NULL. Returns NULL when the
- * slab cannot. *recycled is set to the length of the range's prefix that
+ * pointer, or exactly at want when want is not NULL, committing the range
+ * first. Returns NULL when the slab cannot (full, or the commit was
+ * refused). *recycled is set to the length of the range's prefix that
  * may hold old data (0 = the whole range is fresh zero pages). */
 void *zk_slab_bump(zk_slab_t *s, void *want, size_t size, size_t align,
 		   size_t *recycled);
 
+/* Raise an atomic offset to at least v. */
+static inline void zk_atomic_max(_Atomic size_t *a, size_t v)
+{
+	size_t cur = atomic_load_explicit(a, memory_order_relaxed);
+	while (cur < v &&
+	       !atomic_compare_exchange_weak_explicit(
+		   a, &cur, v, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+/* An allocation at p of size bytes was made from slab s in this phase. */
+static inline void zk_slab_mark(zk_slab_t *s, const void *p, size_t size)
+{
+	size_t end = (size_t)((const char *)p - s->base) + size;
+	if (end > atomic_load_explicit(&s->mark, memory_order_relaxed))
+		zk_atomic_max(&s->mark, end);
+}
+
 /* Note that jemalloc may write bytes below offset end of the slab. */
 static inline void zk_slab_mark_written(zk_slab_t *s, size_t end)
 {
-	size_t cur = atomic_load_explicit(&s->written_end, memory_order_relaxed);
+	size_t cur =
+	    atomic_load_explicit(&s->written_end, memory_order_relaxed);
 	while (cur < end && !atomic_compare_exchange_weak_explicit(
-				&s->written_end, &cur, end, memory_order_relaxed,
-				memory_order_relaxed))
+				&s->written_end, &cur, end,
+				memory_order_relaxed, memory_order_relaxed))
 		;
 }
+
+/* Resident slabs: pages [off, off + len) are free and may hold old data. */
+void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len);
+
+/* Resident slabs: clear the old data in pages [off, off + len) that hold
+ * any (jemalloc reuses them). Takes trim_lock. */
+void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len);
+
+/* Resident slabs: give back to the kernel every free page at or above
+ * offset from. Returns the bytes given back. Takes trim_lock. */
+size_t zk_slab_garbage_trim(zk_slab_t *s, size_t from);
 
 /* Rewind a rewindable slab to empty. Precondition: no jemalloc arena refers
  * to any of its memory (the arena was destroyed or never made). */

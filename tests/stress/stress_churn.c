@@ -1,10 +1,11 @@
 /*
  * Thread churn: 10,000 short-lived threads (CI size), a few per phase, each
- * allocating phase memory and exiting. The slab of an exited thread must
- * come back at the next zk_begin_phase: no allocation may overflow, and
- * neither the reserved region, nor resident slab memory, nor the process's
+ * allocating phase memory and exiting. The slab of an exited thread is
+ * free for the next thread at once (with its arena, whose blocks stay
+ * valid until the next begin): no allocation may overflow, arenas are
+ * made once per slab, and neither the reserved region nor the process's
  * RSS may grow after the warm-up phases. Threads that allocate only small
- * blocks must never take a slab.
+ * blocks never take a phase slab.
  */
 #include "stress_util.h"
 
@@ -95,12 +96,16 @@ START_TEST(ten_thousand_threads)
 	ck_assert_uint_eq(end.overflow_count, 0);
 	ck_assert_uint_eq(end.nslabs, PER_PHASE);
 	ck_assert(end.region_reserved);
-	/* Reserved address space is fixed; resident slab memory and RSS do
-	 * not grow after the warm-up. */
+	/* Reserved address space is fixed; RSS does not grow after the
+	 * warm-up. Resident slab bytes stay bounded: a slab taken over in a
+	 * phase holds its earlier threads' blocks too (valid until the next
+	 * begin), so one slab may hold up to a whole phase's blocks. */
 	ck_assert_uint_eq(end.slab_size, warm.slab_size);
-	ck_assert_uint_le(end.resident_bytes, warm.resident_bytes);
+	ck_assert_uint_le(end.resident_bytes,
+			  PER_PHASE * warm.resident_bytes + ((size_t)4 << 20));
 	ck_assert_uint_le(rss_max, rss_warm + RSS_SLACK);
-	ck_assert_uint_eq(end.arenas_created, (uint64_t)phases * PER_PHASE);
+	/* one phase arena and one resident arena per slab, ever */
+	ck_assert_uint_le(end.arenas_created, 2 * PER_PHASE);
 }
 END_TEST
 
@@ -136,7 +141,8 @@ START_TEST(small_threads_take_no_slab)
 	zk_stats_t after = tu_stats();
 	zk_end_phase();
 	ck_assert_uint_eq(small_took_slab, 0);
-	ck_assert_uint_eq(after.arenas_created, before.arenas_created);
+	/* one after another: each takes over the last one's resident arena */
+	ck_assert_uint_le(after.arenas_created, before.arenas_created + 1);
 	ck_assert_uint_eq(after.overflow_count, before.overflow_count);
 	/* A large block afterwards still finds a slab. */
 	ck_assert_int_eq(zk_begin_phase(), 0);

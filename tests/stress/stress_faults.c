@@ -70,28 +70,75 @@ static int all_overflow(unsigned phases, unsigned n)
 	return 0;
 }
 
-static int region_refused(void *arg)
+/* Leave headroom bytes of address space above what the process maps now
+ * (sanitizer shadow included). */
+static int limit_as(size_t headroom)
 {
-	(void)arg;
-	/* Leave 1 GiB of address space above what the process maps now
-	 * (sanitizer shadow included): the region (slabs x 8 GiB) cannot fit.
-	 */
 	unsigned long pages = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 	if (f == NULL || fscanf(f, "%lu", &pages) != 1)
 		return 2;
 	fclose(f);
-	rlim_t lim =
-	    (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ul << 30);
+	rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + headroom;
 	struct rlimit rl = {lim, lim};
-	if (setrlimit(RLIMIT_AS, &rl) != 0)
-		return 3;
-	int rc = all_overflow(3, 20);
+	return setrlimit(RLIMIT_AS, &rl) != 0 ? 3 : 0;
+}
+
+/* 160 MiB left: half of it cannot hold one 64 MiB slab per region. */
+static int region_refused(void *arg)
+{
+	(void)arg;
+	int rc = limit_as(160 * MiB);
+	if (rc != 0)
+		return rc;
+	rc = all_overflow(3, 20);
 	if (rc != 0)
 		return rc;
 	zk_stats_t s = stats();
 	return s.region_reserved ? 4 : 0;
 }
+
+/* 1 GiB left: the region shrinks to fit half of it (slabs of 64 MiB)
+ * instead of starving the process; phase memory works, and an ordinary
+ * allocation of a third of the limit still succeeds after the phase. */
+static int region_shrunk(void *arg)
+{
+	(void)arg;
+	int rc = limit_as((size_t)1 << 30);
+	if (rc != 0)
+		return rc;
+	for (int ph = 0; ph < 3; ph++) {
+		if (zk_begin_phase() != 0)
+			return 20;
+		char *p = zk_malloc(16 * MiB);
+		if (p == NULL || !zk_owns(p))
+			return 21;
+		tu_fill(p, 16 * MiB, (uint64_t)ph);
+		if (tu_check(p, 16 * MiB, (uint64_t)ph) != SIZE_MAX)
+			return 22;
+		zk_free(p);
+		zk_end_phase();
+	}
+	char *big = zk_malloc(320 * MiB);
+	if (big == NULL)
+		return 23;
+	zk_free(big);
+	zk_stats_t s = stats();
+	if (!s.region_reserved || s.reserved_bytes > 512 * MiB ||
+	    s.overflow_count != 0)
+		return 24;
+	return 0;
+}
+
+START_TEST(region_shrinks_under_rlimit_as)
+{
+	int rc = tu_run_child(region_shrunk, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
+		      su_tail(err));
+	ck_assert_uint_eq(su_count(err, "RLIMIT_AS: the regions are reserved"), 1);
+	ck_assert_uint_eq(su_count(err, "zkalloc: warning"), 0);
+}
+END_TEST
 
 START_TEST(region_reservation_refused)
 {
@@ -417,6 +464,7 @@ int main(void)
 	TCase *tc = tcase_create("faults");
 	tcase_set_timeout(tc, 0);
 	tcase_add_test(tc, region_reservation_refused);
+	tcase_add_test(tc, region_shrinks_under_rlimit_as);
 	tcase_add_test(tc, arena_creation_fails);
 	tcase_add_test(tc, slab_exhausted_in_realloc);
 	tcase_add_test(tc, fork_inside_phase);

@@ -63,7 +63,7 @@ START_TEST(option_names)
 	ck_assert_int_eq(zk_mallctl("zk.opt.thp", &str, &len, NULL, 0), 0);
 	ck_assert_str_eq(str, "never");
 	ck_assert_int_eq(zk_mallctl("zk.opt.small", &str, &len, NULL, 0), 0);
-	ck_assert_str_eq(str, "ordinary");
+	ck_assert_str_eq(str, "resident");
 }
 END_TEST
 

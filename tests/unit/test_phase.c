@@ -245,7 +245,9 @@ START_TEST(threads_over_phases_keep_data_intact)
 	ck_assert_int_eq(corruptions, 0);
 	zk_stats_t s = tu_stats();
 	ck_assert_uint_eq(s.overflow_count, 0);
-	ck_assert_uint_ge(s.arenas_created, NT * 40);
+	/* arenas live across phases: made once per slab, reset per phase */
+	ck_assert_uint_le(s.arenas_created, 2 * NT);
+	ck_assert_uint_ge(s.arenas_reset, NT * 39);
 }
 END_TEST
 
@@ -283,21 +285,44 @@ static void expect_refused(int (*child)(void *), const char *const *env)
 }
 
 #if !defined(__SANITIZE_ADDRESS__)
-static int refused_child_rlimit(void *unused)
+/* Under RLIMIT_AS (ulimit -v) the regions take at most half of the address
+ * space left, so that an ordinary allocation that fits the limit still
+ * works after the first phase; phase memory still works. */
+static int rlimit_child(void *unused)
 {
-	struct rlimit rl = {.rlim_cur = (rlim_t)8 << 30, .rlim_max = (rlim_t)8 << 30};
+	(void)unused;
+	struct rlimit rl = {.rlim_cur = (rlim_t)24 << 30,
+			    .rlim_max = (rlim_t)24 << 30};
 	if (setrlimit(RLIMIT_AS, &rl) != 0)
 		return 90;
-	return refused_child(unused);
+	if (zk_begin_phase() != 0)
+		return 91;
+	char *p = zk_malloc(64 * MiB);
+	if (p == NULL || !zk_owns(p))
+		return 92;
+	tu_fill(p, 64 * MiB, 5);
+	zk_free(p);
+	zk_end_phase();
+	/* ordinary memory: 8 GiB of address space, as before the phase */
+	char *big = zk_malloc((size_t)8 << 30);
+	if (big == NULL || zk_owns(big))
+		return 93;
+	big[0] = 1;
+	zk_free(big);
+	zk_stats_t s = {.size = sizeof(s)};
+	zk_stats_get(&s);
+	if (!s.region_reserved || s.reserved_bytes > ((size_t)12 << 30))
+		return 94;
+	return 0;
 }
 
-/* RLIMIT_AS, as under `ulimit -v`. AddressSanitizer maps terabytes of
- * shadow, so under it an address-space limit breaks every allocation: that
- * build does not run this test; the next one refuses the region another way. */
-START_TEST(refused_reservation_under_rlimit_as)
+START_TEST(reservation_fits_rlimit_as)
 {
 	const char *env[] = {"ZK_ALLOC_SLAB_GB=8", "ZK_ALLOC_SLABS=4", NULL};
-	expect_refused(refused_child_rlimit, env);
+	char err[4096];
+	ck_assert_int_eq(tu_run_child(rlimit_child, NULL, env, err, sizeof(err)),
+			 0);
+	ck_assert_msg(strstr(err, "RLIMIT_AS"), "%s", err);
 }
 END_TEST
 #endif
@@ -320,7 +345,9 @@ static void *take_and_fill(void *arg)
 	return NULL;
 }
 
-START_TEST(more_threads_than_slabs)
+/* More threads than slabs: they share the slabs' arenas (thread-safe)
+ * instead of falling back to plain jemalloc. */
+START_TEST(more_threads_than_slabs_share)
 {
 	ck_assert_int_eq(zk_begin_phase(), 0);
 	char *blk[6];
@@ -329,33 +356,55 @@ START_TEST(more_threads_than_slabs)
 		pthread_create(&t[i], NULL, take_and_fill, &blk[i]);
 	for (int i = 0; i < 6; i++)
 		pthread_join(t[i], NULL);
-	int owned = 0;
 	for (int i = 0; i < 6; i++) {
-		owned += zk_owns(blk[i]);
+		ck_assert(zk_owns(blk[i]));
 		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
 	}
-	ck_assert_int_eq(owned, 2);
 	zk_stats_t s = tu_stats();
-	ck_assert_uint_eq(s.overflow_count, 4);
-	ck_assert_uint_eq(s.overflow_bytes, 16 * MiB);
-	/* the threads have exited: their slabs return at the next begin */
+	ck_assert_uint_eq(s.overflow_count, 0);
+	/* the threads have exited: their slabs are free again at once */
 	ck_assert_uint_eq(s.slabs_in_use, 0);
 	for (int i = 0; i < 6; i++)
 		zk_free(blk[i]);
-	zk_end_phase();
-	ck_assert_int_eq(zk_begin_phase(), 0);
-	for (int i = 0; i < 6; i++)
-		pthread_create(&t[i], NULL, take_and_fill, &blk[i]);
-	for (int i = 0; i < 6; i++)
-		pthread_join(t[i], NULL);
-	owned = 0;
-	for (int i = 0; i < 6; i++)
-		owned += zk_owns(blk[i]);
-	ck_assert_int_eq(owned, 2); /* not 0: exited threads' slabs came back */
 }
 END_TEST
 
-START_TEST(exited_thread_memory_valid_until_next_begin)
+static pthread_barrier_t hold;
+
+static void *take_fill_hold(void *arg)
+{
+	take_and_fill(arg);
+	pthread_barrier_wait(&hold);
+	return NULL;
+}
+
+START_TEST(live_threads_beyond_slabs_share_arenas)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	enum { N = 8 };
+	char *blk[N];
+	pthread_t t[N];
+	pthread_barrier_init(&hold, NULL, N + 1);
+	for (int i = 0; i < N; i++)
+		pthread_create(&t[i], NULL, take_fill_hold, &blk[i]);
+	pthread_barrier_wait(&hold); /* all N alive, each holding a block */
+	zk_stats_t s = tu_stats();
+	ck_assert_uint_eq(s.overflow_count, 0);
+	ck_assert_uint_ge(s.shared_count, N - 2);
+	ck_assert_uint_eq(s.slabs_in_use, 2);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert(zk_owns(blk[i]));
+		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
+		zk_free(blk[i]);
+	}
+}
+END_TEST
+
+/* A thread that exits hands its slab, with its live arena, to the next
+ * thread at once; the exited thread's blocks stay valid until the next
+ * begin. */
+START_TEST(exited_thread_slab_taken_over_in_the_phase)
 {
 	ck_assert_int_eq(zk_begin_phase(), 0);
 	char *a, *b;
@@ -365,19 +414,57 @@ START_TEST(exited_thread_memory_valid_until_next_begin)
 	pthread_create(&t, NULL, take_and_fill, &b);
 	pthread_join(t, NULL);
 	ck_assert(zk_owns(a) && zk_owns(b));
-	/* both slabs are orphaned, not free: a third thread overflows */
 	char *c = zk_malloc(4 * MiB);
-	ck_assert(!zk_owns(c));
+	ck_assert(zk_owns(c));
 	ck_assert_uint_eq(tu_check(a, 4 * MiB, (uintptr_t)&a), SIZE_MAX);
 	ck_assert_uint_eq(tu_check(b, 4 * MiB, (uintptr_t)&b), SIZE_MAX);
 	zk_free(a); /* another thread may free it */
 	zk_free(c);
 	zk_end_phase();
 	ck_assert_uint_eq(tu_check(b, 4 * MiB, (uintptr_t)&b), SIZE_MAX);
+	zk_stats_t s = tu_stats();
+	ck_assert_uint_eq(s.overflow_count, 0);
+}
+END_TEST
+
+/* Issue 8.6: workers created per step inside ONE phase never run out of
+ * slabs (here 2 slabs): 10,000 threads one after another, then in batches
+ * of 16, each allocating 1 MiB of phase memory. */
+static void *one_mib(void *arg)
+{
+	char *p = zk_malloc(MiB);
+	*(char **)arg = p;
+	if (p != NULL)
+		p[MiB - 1] = 1;
+	return NULL;
+}
+
+START_TEST(ten_thousand_short_threads_in_one_phase)
+{
 	ck_assert_int_eq(zk_begin_phase(), 0);
-	c = zk_malloc(4 * MiB);
-	ck_assert(zk_owns(c));
-	zk_free(c);
+	int owned = 0;
+	for (int i = 0; i < 5000; i++) {
+		pthread_t t;
+		char *p = NULL;
+		ck_assert_int_eq(pthread_create(&t, NULL, one_mib, &p), 0);
+		pthread_join(t, NULL);
+		owned += zk_owns(p);
+		zk_free(p);
+	}
+	for (int i = 0; i < 5000 / 16; i++) {
+		pthread_t t[16];
+		char *p[16];
+		for (int j = 0; j < 16; j++)
+			ck_assert_int_eq(pthread_create(&t[j], NULL, one_mib, &p[j]), 0);
+		for (int j = 0; j < 16; j++) {
+			pthread_join(t[j], NULL);
+			owned += zk_owns(p[j]);
+			zk_free(p[j]);
+		}
+	}
+	ck_assert_int_eq(owned, 5000 + 5000 / 16 * 16);
+	zk_stats_t s = tu_stats();
+	ck_assert_uint_eq(s.overflow_count, 0);
 }
 END_TEST
 
@@ -393,7 +480,7 @@ static Suite *default_suite(void)
 	tcase_add_test(tc, repeated_phase_reuses_resident_pages);
 	tcase_add_test(tc, cached_free_never_leaks_into_next_phase);
 #if !defined(__SANITIZE_ADDRESS__)
-	tcase_add_test(tc, refused_reservation_under_rlimit_as);
+	tcase_add_test(tc, reservation_fits_rlimit_as);
 #endif
 	tcase_add_test(tc, refused_reservation_too_large);
 	suite_add_tcase(s, tc);
@@ -410,8 +497,11 @@ static Suite *few_slabs_suite(void)
 	Suite *s = suite_create("phase-few-slabs");
 	TCase *tc = tcase_create("pool");
 	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_add_test(tc, more_threads_than_slabs);
-	tcase_add_test(tc, exited_thread_memory_valid_until_next_begin);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, more_threads_than_slabs_share);
+	tcase_add_test(tc, live_threads_beyond_slabs_share_arenas);
+	tcase_add_test(tc, exited_thread_slab_taken_over_in_the_phase);
+	tcase_add_test(tc, ten_thousand_short_threads_in_one_phase);
 	suite_add_tcase(s, tc);
 	return s;
 }

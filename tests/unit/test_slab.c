@@ -1,4 +1,5 @@
 /* slab.c: region layout, the bump pointer, the recycled/fresh bookkeeping. */
+#include "os.h"
 #include "slab.h"
 
 #include <check.h>
@@ -24,7 +25,7 @@ START_TEST(layout)
 	ck_assert_uint_eq(r.total, 12 * MiB);
 	for (unsigned i = 0; i < 3; i++) {
 		ck_assert_ptr_eq(r.slabs[i].base, r.base + i * 4 * MiB);
-		ck_assert_int_eq(r.slabs[i].state, ZK_SLAB_FREE);
+		ck_assert_int_eq(r.slabs[i].arena_state, ZK_ARENA_NONE);
 		ck_assert_ptr_eq(zk_region_slab_of(&r, r.slabs[i].base), &r.slabs[i]);
 		ck_assert_ptr_eq(zk_region_slab_of(&r, r.slabs[i].base + 4 * MiB - 1),
 				 &r.slabs[i]);
@@ -32,8 +33,39 @@ START_TEST(layout)
 	ck_assert_ptr_null(zk_region_slab_of(&r, r.base - 1));
 	ck_assert_ptr_null(zk_region_slab_of(&r, r.base + 12 * MiB));
 	ck_assert_ptr_null(zk_region_slab_of(&r, NULL));
-	/* the whole region is writable */
+	/* reserved only: nothing committed until a slab grows */
+	for (unsigned i = 0; i < 3; i++)
+		ck_assert_uint_eq(r.slabs[i].committed, 0);
+	/* a committed slab is writable */
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_int_eq(zk_slab_commit(&r.slabs[i], 4 * MiB), 0);
+		ck_assert_uint_eq(r.slabs[i].committed, 4 * MiB);
+	}
 	memset(r.base, 0xab, 12 * MiB);
+}
+END_TEST
+
+static int refuse_commit(size_t size)
+{
+	(void)size;
+	return ENOMEM;
+}
+
+/* A refused commit (commit limit reached) fails the bump and changes
+ * nothing: the next bump, once commits work again, gets the same range. */
+START_TEST(refused_commit_fails_the_bump)
+{
+	zk_slab_t *s = &r.slabs[0];
+	size_t rec;
+	zk_os_commit_fault = refuse_commit;
+	ck_assert_ptr_null(zk_slab_bump(s, NULL, MiB, 4096, &rec));
+	zk_os_commit_fault = NULL;
+	ck_assert_uint_eq(zk_slab_used(s), 0);
+	ck_assert_uint_eq(s->committed, 0);
+	char *p = zk_slab_bump(s, NULL, MiB, 4096, &rec);
+	ck_assert_ptr_eq(p, s->base);
+	ck_assert_uint_ge(s->committed, MiB);
+	memset(p, 1, MiB);
 }
 END_TEST
 
@@ -110,6 +142,7 @@ int main(void)
 	Suite *s = suite_create("slab");
 	TCase *tc = tcase_create("bump");
 	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, refused_commit_fails_the_bump);
 	tcase_add_test(tc, layout);
 	tcase_add_test(tc, bad_geometry_is_refused);
 	tcase_add_test(tc, bump_alignment_and_exhaustion);
