@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,23 +109,39 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 		break;
 	}
 	case ZK_KIND_GIB: {
-		/* Digits with at most one '.', nothing else: strtod alone would
-		 * take "inf", hex, signs and exponents. */
+		/* Digits with at most one '.', nothing else, parsed here: strtod
+		 * would take "inf", hex, signs and exponents, and reads the
+		 * decimal point of the locale ("0,5" under de_DE). Value =
+		 * whole + frac / 10^ndec GiB, rounded up to a byte. */
+		uint64_t whole = 0, frac = 0, scale = 1;
 		int dots = 0, digits = 0;
 		for (const char *c = text; *c; c++) {
-			if (*c == '.')
+			if (*c == '.') {
 				dots++;
-			else if (*c >= '0' && *c <= '9')
+			} else if (*c >= '0' && *c <= '9') {
 				digits++;
-			else
+				if (dots == 0)
+					whole = whole * 10 + (uint64_t)(*c - '0');
+				else if (scale < 1000000000000ull) {
+					frac = frac * 10 + (uint64_t)(*c - '0');
+					scale *= 10;
+				}
+			} else {
+				return -1;
+			}
+			if (whole > (uint64_t)1e9)
 				return -1;
 		}
 		if (digits == 0 || dots > 1 || strlen(text) > 32)
 			return -1;
-		double d = strtod(text, NULL);
-		if (!(d > 0) || d > 1e9)
+		/* frac / scale of a GiB, in bytes, rounded up: split GiB to
+		 * stay within 64 bits (scale <= 10^12, GiB = 2^30). */
+		uint64_t part = frac * (GiB >> 20) / scale * ((uint64_t)1 << 20);
+		uint64_t rest = frac * (GiB >> 20) % scale;
+		part += (rest * ((uint64_t)1 << 20) + scale - 1) / scale;
+		v = whole * GiB + part;
+		if (v == 0)
 			return -1;
-		v = (uint64_t)ceil(d * (double)GiB);
 		break;
 	}
 	case ZK_KIND_ENUM: {

@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,30 @@ START_TEST(gib_values)
 			     "99999999999999999999999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		parse_bad(ZK_OPT_SLAB_SIZE, bad[i]);
+}
+END_TEST
+
+/* Issue 8.12: the decimal point is '.', whatever the locale says. The
+ * de_DE locale (decimal comma) is compiled into a temporary directory
+ * with localedef (Debian's locales package, installed by scripts/deps). */
+START_TEST(gib_values_ignore_the_locale)
+{
+	char dir[] = "/tmp/zk-locale-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd),
+		 "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 2>/dev/null", dir);
+	ck_assert_msg(system(cmd) == 0, "localedef failed: %s", cmd);
+	setenv("LOCPATH", dir, 1);
+	ck_assert_ptr_nonnull(setlocale(LC_NUMERIC, "de_DE.UTF-8"));
+	ck_assert_double_eq(strtod("0,5", NULL), 0.5); /* the locale is on */
+	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "0.5"), 1ull << 29);
+	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "0.25"), 1ull << 28);
+	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "1.5"), 3ull << 29);
+	parse_bad(ZK_OPT_SLAB_SIZE, "0,5");
+	setlocale(LC_NUMERIC, "C");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -166,6 +191,7 @@ int main(void)
 	tcase_add_test(tc, uint_values);
 	tcase_add_test(tc, byte_values);
 	tcase_add_test(tc, gib_values);
+	tcase_add_test(tc, gib_values_ignore_the_locale);
 	tcase_add_test(tc, enum_values);
 	tcase_add_test(tc, readme_lists_every_option);
 	suite_add_tcase(s, tc);
