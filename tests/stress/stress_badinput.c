@@ -166,12 +166,12 @@ START_TEST(bad_environment_values)
 	char with_slabs[512], with_promote[512];
 	const char *e1[] = {"ZK_ALLOC_SLABS=3", NULL};
 	const char *e2[] = {"ZK_ALLOC_PROMOTE_BYTES=2M", NULL};
-	ck_assert_int_eq(tu_run_child(print_options, NULL, e1, err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    tu_run_child(print_options, NULL, e1, err, sizeof(err)), 0);
 	opts_line(err, with_slabs, sizeof(with_slabs));
 	ck_assert_ptr_null(strstr(err, "warning"));
-	ck_assert_int_eq(tu_run_child(print_options, NULL, e2, err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    tu_run_child(print_options, NULL, e2, err, sizeof(err)), 0);
 	opts_line(err, with_promote, sizeof(with_promote));
 	ck_assert_ptr_null(strstr(err, "warning"));
 	ck_assert_ptr_nonnull(strstr(with_slabs, "nslabs=3 "));

@@ -156,15 +156,15 @@ static int double_free_after_realloc(void *arg)
 START_TEST(double_free_is_caught)
 {
 	expect_report(tu_run_child(double_free, (void *)(uintptr_t)(3 * MiB),
-			       checked, err, sizeof(err)),
+				   checked, err, sizeof(err)),
 		      "zk_free of a freed block (double free)",
 		      "size 3145728, allocated in phase 1, current phase 1");
-	expect_report(tu_run_child(double_free, (void *)(uintptr_t)40000, checked,
-			       err, sizeof(err)),
+	expect_report(tu_run_child(double_free, (void *)(uintptr_t)40000,
+				   checked, err, sizeof(err)),
 		      "(double free)",
 		      "size 40000, allocated in phase 1, current phase 1");
-	expect_report(tu_run_child(double_free_after_realloc, NULL, checked, err,
-			       sizeof(err)),
+	expect_report(tu_run_child(double_free_after_realloc, NULL, checked,
+				   err, sizeof(err)),
 		      "(double free)",
 		      "size 65536, allocated in phase 1, current phase 1");
 }
@@ -182,9 +182,10 @@ static int free_interior(void *arg)
 
 START_TEST(free_of_pointer_never_returned_is_caught)
 {
-	expect_report(tu_run_child(free_interior, NULL, checked, err, sizeof(err)),
-		      "zk_free of a pointer zkalloc never returned",
-		      "size unknown, allocated in no phase, current phase 1");
+	expect_report(
+	    tu_run_child(free_interior, NULL, checked, err, sizeof(err)),
+	    "zk_free of a pointer zkalloc never returned",
+	    "size unknown, allocated in no phase, current phase 1");
 }
 END_TEST
 
@@ -243,10 +244,10 @@ START_TEST(begin_during_phase_operation_is_caught)
 	    "zk_begin_phase (starting phase 2) while another thread "
 	    "is inside an allocation",
 	    "size 2097152, allocated in phase 1, current phase 1");
-	expect_report(
-	    tu_run_child(begin_while_inside, (void *)1, checked, err, sizeof(err)),
-	    "while another thread is inside zk_free",
-	    "size 5242880, allocated in phase 1, current phase 1");
+	expect_report(tu_run_child(begin_while_inside, (void *)1, checked, err,
+				   sizeof(err)),
+		      "while another thread is inside zk_free",
+		      "size 5242880, allocated in phase 1, current phase 1");
 }
 END_TEST
 
@@ -317,7 +318,8 @@ static int stale_write_unchecked(void *arg)
 START_TEST(off_by_default)
 {
 	const char *const off[] = {"ZK_ALLOC_CHECK", NULL};
-	int rc = tu_run_child(stale_write_unchecked, NULL, off, err, sizeof(err));
+	int rc =
+	    tu_run_child(stale_write_unchecked, NULL, off, err, sizeof(err));
 	ck_assert_msg(rc == 0, "status %d; stderr:\n%s", rc, su_tail(err));
 	ck_assert_ptr_null(strstr(err, "ZK_ALLOC_CHECK"));
 }

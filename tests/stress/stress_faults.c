@@ -135,7 +135,8 @@ START_TEST(region_shrinks_under_rlimit_as)
 	int rc = tu_run_child(region_shrunk, NULL, NULL, err, sizeof(err));
 	ck_assert_msg(rc == 0, "child returned %d; stderr:\n%s", rc,
 		      su_tail(err));
-	ck_assert_uint_eq(su_count(err, "RLIMIT_AS: the regions are reserved"), 1);
+	ck_assert_uint_eq(su_count(err, "RLIMIT_AS: the regions are reserved"),
+			  1);
 	ck_assert_uint_eq(su_count(err, "zkalloc: warning"), 0);
 }
 END_TEST

@@ -80,7 +80,8 @@ START_TEST(thousand_identical_phases)
 			zk_stats_get(&st);
 			if (getenv("ZK_STRESS_VERBOSE") && ph % 50 == 0)
 				printf("phase %u: resident %zu RSS %zu KiB\n",
-				       ph, st.resident_bytes, tu_rss_bytes() >> 10);
+				       ph, st.resident_bytes,
+				       tu_rss_bytes() >> 10);
 			size_t rss = tu_rss_bytes();
 			rss_max = rss > rss_max ? rss : rss_max;
 			res_max = st.resident_bytes > res_max

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <zkalloc.h>
 
-#define MiB ((size_t)1 << 20)
+#define MiB  ((size_t)1 << 20)
 #define C(f) atomic_load(&zk_hook_counters.f.n)
 /* Large blocks start at a random cache-line offset in their first page
  * (jemalloc's cache-oblivious layout), so compare pages. */
@@ -29,11 +29,13 @@ START_TEST(arena_metadata_and_extents_come_from_the_slab)
 	void *p = zk_malloc(MiB);
 	ck_assert(zk_owns(p));
 	ck_assert_ptr_nonnull(zk_tls.slab);
-	/* base block (2 MiB aligned, at the slab start) + at least one extent */
+	/* base block (2 MiB aligned, at the slab start) + at least one extent
+	 */
 	ck_assert_uint_ge(C(alloc), a0 + 2);
 	ck_assert_uint_ge(zk_slab_used(zk_tls.slab), 2 * MiB + MiB);
 	ck_assert_ptr_eq(zk_region_slab_of(&zk_g.region, p), zk_tls.slab);
-	ck_assert_uint_gt(C(split), 0); /* 1 MiB carved from a larger grow chunk */
+	ck_assert_uint_gt(C(split),
+			  0); /* 1 MiB carved from a larger grow chunk */
 	zk_free(p);
 }
 END_TEST
@@ -65,7 +67,8 @@ START_TEST(fresh_pages_are_not_cleared_recycled_ones_are)
 	memset(q, 0xee, 8 * MiB);
 	zk_free(q);
 	char *r = zk_calloc(8, MiB);
-	ck_assert(tu_all_zero(r, 8 * MiB)); /* freed in the phase, reused zeroed */
+	ck_assert(
+	    tu_all_zero(r, 8 * MiB)); /* freed in the phase, reused zeroed */
 	zk_free(r);
 }
 END_TEST

@@ -23,7 +23,8 @@ static void parse_bad(zk_opt_id_t id, const char *text)
 {
 	uint64_t v = 777;
 	ck_assert_msg(zk_opt_parse(&zk_opt_table[id], text, &v) == -1,
-		      "%s=\"%s\" should be refused", zk_opt_table[id].env, text);
+		      "%s=\"%s\" should be refused", zk_opt_table[id].env,
+		      text);
 	ck_assert_uint_eq(v, 777); /* untouched */
 }
 
@@ -32,8 +33,10 @@ START_TEST(uint_values)
 	ck_assert_uint_eq(parse_ok(ZK_OPT_NSLABS, "1"), 1);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_NSLABS, "64"), 64);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_NSLABS, "1024"), 1024);
-	const char *bad[] = {"", "0", "-1", "+3", " 4", "4 ", "4x", "abc",
-			     "1025", "99999999999999999999999", "0x10", "1.5"};
+	const char *bad[] = {
+	    "",	    "0",  "-1",	 "+3",	 " 4",
+	    "4 ",   "4x", "abc", "1025", "99999999999999999999999",
+	    "0x10", "1.5"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		parse_bad(ZK_OPT_NSLABS, bad[i]);
 }
@@ -46,8 +49,15 @@ START_TEST(byte_values)
 	ck_assert_uint_eq(parse_ok(ZK_OPT_MIN_BYTES, "2M"), 2 << 20);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_MIN_BYTES, "1G"), 1ull << 30);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_PROMOTE_BYTES, "0"), 0);
-	const char *bad[] = {"", "0", "-4096", "4096B", "4 k", "k", "1T",
-			     "18446744073709551615", "17179869184G",
+	const char *bad[] = {"",
+			     "0",
+			     "-4096",
+			     "4096B",
+			     "4 k",
+			     "k",
+			     "1T",
+			     "18446744073709551615",
+			     "17179869184G",
 			     "99999999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		parse_bad(ZK_OPT_MIN_BYTES, bad[i]);
@@ -60,9 +70,13 @@ START_TEST(gib_values)
 	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "8"), 8ull << 30);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "0.5"), 1ull << 29);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_SLAB_SIZE, "1024"), 1ull << 40);
-	const char *bad[] = {"", "0", "0.0", "-1", "inf", "nan", "1e3", "0x8",
-			     ".", "1..2", "0.001", "1025", "8GB",
-			     "99999999999999999999999999999999999999"};
+	const char *bad[] = {"",      "0",
+			     "0.0",   "-1",
+			     "inf",   "nan",
+			     "1e3",   "0x8",
+			     ".",     "1..2",
+			     "0.001", "1025",
+			     "8GB",   "99999999999999999999999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		parse_bad(ZK_OPT_SLAB_SIZE, bad[i]);
 }
@@ -96,7 +110,8 @@ START_TEST(enum_values)
 {
 	ck_assert_uint_eq(parse_ok(ZK_OPT_THP, "never"), ZK_THP_NEVER);
 	ck_assert_uint_eq(parse_ok(ZK_OPT_THP, "always"), ZK_THP_ALWAYS);
-	ck_assert_uint_eq(parse_ok(ZK_OPT_SMALL, "resident"), ZK_SMALL_RESIDENT);
+	ck_assert_uint_eq(parse_ok(ZK_OPT_SMALL, "resident"),
+			  ZK_SMALL_RESIDENT);
 	parse_bad(ZK_OPT_THP, "Always");
 	parse_bad(ZK_OPT_THP, "");
 	parse_bad(ZK_OPT_SMALL, "yes");
@@ -138,7 +153,8 @@ static int child_report(void *unused)
 	size_t tcache_max, tlen = sizeof(tcache_max);
 	if (zk_mallctl("arenas.tcache_max", &tcache_max, &tlen, NULL, 0) != 0)
 		return 98;
-	/* exit code: 1 if both are at their defaults (tcache_max + 1, CPUs + 4) */
+	/* exit code: 1 if both are at their defaults (tcache_max + 1, CPUs + 4)
+	 */
 	long cpus = 0;
 	cpu_set_t set;
 	if (sched_getaffinity(0, sizeof(set), &set) == 0)
@@ -154,7 +170,8 @@ static void expect_warning(const char *var, const char *value)
 	int rc = tu_run_child(child_report, NULL, env, err, sizeof(err));
 	ck_assert_msg(rc == 1, "%s: defaults not kept (rc %d)", setting, rc);
 	ck_assert_msg(strstr(err, "zkalloc: warning") && strstr(err, var) &&
-			  strstr(err, value) && strstr(err, "using the default"),
+			  strstr(err, value) &&
+			  strstr(err, "using the default"),
 		      "%s: warning missing or unclear: %s", setting, err);
 	/* one warning, not one per use */
 	ck_assert_ptr_null(strstr(strstr(err, "zkalloc") + 1, "zkalloc"));
@@ -176,10 +193,12 @@ START_TEST(good_env_is_used_quietly)
 {
 	char err[4096];
 	const char *env[] = {"ZK_ALLOC_SLABS=3", NULL};
-	ck_assert_int_eq(tu_run_child(child_report, NULL, env, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+	    tu_run_child(child_report, NULL, env, err, sizeof(err)), 0);
 	ck_assert_str_eq(err, "");
 	const char *none[] = {"ZK_ALLOC_SLABS", "ZK_ALLOC_MIN_BYTES", NULL};
-	ck_assert_int_eq(tu_run_child(child_report, NULL, none, err, sizeof(err)), 1);
+	ck_assert_int_eq(
+	    tu_run_child(child_report, NULL, none, err, sizeof(err)), 1);
 	ck_assert_str_eq(err, "");
 }
 END_TEST

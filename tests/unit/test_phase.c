@@ -207,19 +207,22 @@ static void *canary_worker(void *arg)
 		for (int k = 0; k < 100; k++) {
 			int j = rand_r(&seed) % N;
 			if (blk[j] != NULL) {
-				if (tu_check(blk[j], len[j], (uintptr_t)blk[j]) != SIZE_MAX)
+				if (tu_check(blk[j], len[j],
+					     (uintptr_t)blk[j]) != SIZE_MAX)
 					corruptions++;
 				zk_free(blk[j]);
 			}
 			/* sizes on both sides of the threshold */
-			len[j] = rand_r(&seed) % 4 == 0 ? 16 + rand_r(&seed) % 8192
-							: 16384 + rand_r(&seed) % (192 << 10);
+			len[j] = rand_r(&seed) % 4 == 0
+				     ? 16 + rand_r(&seed) % 8192
+				     : 16384 + rand_r(&seed) % (192 << 10);
 			blk[j] = zk_malloc(len[j]);
 			tu_fill(blk[j], len[j], (uintptr_t)blk[j]);
 		}
 		for (int j = 0; j < N; j++)
 			if (blk[j] != NULL) {
-				if (tu_check(blk[j], len[j], (uintptr_t)blk[j]) != SIZE_MAX)
+				if (tu_check(blk[j], len[j],
+					     (uintptr_t)blk[j]) != SIZE_MAX)
 					corruptions++;
 				zk_free(blk[j]);
 			}
@@ -275,12 +278,12 @@ static int refused_child(void *unused)
 	return 0;
 }
 
-
 static void expect_refused(int (*child)(void *), const char *const *env)
 {
 	char err[4096];
 	ck_assert_int_eq(tu_run_child(child, NULL, env, err, sizeof(err)), 0);
-	ck_assert_msg(strstr(err, "cannot reserve the phase region"), "%s", err);
+	ck_assert_msg(strstr(err, "cannot reserve the phase region"), "%s",
+		      err);
 	ck_assert_ptr_null(strstr(strstr(err, "zkalloc") + 1, "zkalloc"));
 }
 
@@ -320,8 +323,8 @@ START_TEST(reservation_fits_rlimit_as)
 {
 	const char *env[] = {"ZK_ALLOC_SLAB_GB=8", "ZK_ALLOC_SLABS=4", NULL};
 	char err[4096];
-	ck_assert_int_eq(tu_run_child(rlimit_child, NULL, env, err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    tu_run_child(rlimit_child, NULL, env, err, sizeof(err)), 0);
 	ck_assert_msg(strstr(err, "RLIMIT_AS"), "%s", err);
 }
 END_TEST
@@ -330,7 +333,8 @@ END_TEST
 /* 1024 slabs x 1024 GiB = 1 PiB: more than the address space, refused. */
 START_TEST(refused_reservation_too_large)
 {
-	const char *env[] = {"ZK_ALLOC_SLAB_GB=1024", "ZK_ALLOC_SLABS=1024", NULL};
+	const char *env[] = {"ZK_ALLOC_SLAB_GB=1024", "ZK_ALLOC_SLABS=1024",
+			     NULL};
 	expect_refused(refused_child, env);
 }
 END_TEST
@@ -358,7 +362,8 @@ START_TEST(more_threads_than_slabs_share)
 		pthread_join(t[i], NULL);
 	for (int i = 0; i < 6; i++) {
 		ck_assert(zk_owns(blk[i]));
-		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
+		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]),
+				  SIZE_MAX);
 	}
 	zk_stats_t s = tu_stats();
 	ck_assert_uint_eq(s.overflow_count, 0);
@@ -395,7 +400,8 @@ START_TEST(live_threads_beyond_slabs_share_arenas)
 	for (int i = 0; i < N; i++) {
 		pthread_join(t[i], NULL);
 		ck_assert(zk_owns(blk[i]));
-		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]), SIZE_MAX);
+		ck_assert_uint_eq(tu_check(blk[i], 4 * MiB, (uintptr_t)&blk[i]),
+				  SIZE_MAX);
 		zk_free(blk[i]);
 	}
 }
@@ -455,7 +461,8 @@ START_TEST(ten_thousand_short_threads_in_one_phase)
 		pthread_t t[16];
 		char *p[16];
 		for (int j = 0; j < 16; j++)
-			ck_assert_int_eq(pthread_create(&t[j], NULL, one_mib, &p[j]), 0);
+			ck_assert_int_eq(
+			    pthread_create(&t[j], NULL, one_mib, &p[j]), 0);
 		for (int j = 0; j < 16; j++) {
 			pthread_join(t[j], NULL);
 			owned += zk_owns(p[j]);

@@ -45,13 +45,15 @@ START_TEST(small_and_large_in_and_out_of_phase)
 	ck_assert(!zk_owns(below));
 	ck_assert(zk_owns(at));
 	ck_assert(zk_owns(in_large));
-	ck_assert_int_eq(zk_arena_flags(),
-			 (int)(MALLOCX_ARENA(zk_tls.slab->arena_ind) | MALLOCX_TCACHE_NONE));
+	ck_assert_int_eq(
+	    zk_arena_flags(),
+	    (int)(MALLOCX_ARENA(zk_tls.slab->arena_ind) | MALLOCX_TCACHE_NONE));
 	zk_end_phase();
 	ck_assert_int_eq(zk_arena_flags(), 0);
 	void *after = zk_malloc(8 * MiB);
 	ck_assert(!zk_owns(after));
-	void *all[] = {out_small, out_large, in_small, below, at, in_large, after};
+	void *all[] = {out_small, out_large, in_small, below,
+		       at,	  in_large,  after};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		zk_free(all[i]);
 	zk_free(NULL);
@@ -69,7 +71,8 @@ START_TEST(explicit_arena_is_honoured)
 	ck_assert(!zk_owns(p));
 	unsigned got;
 	size_t glen = sizeof(got);
-	ck_assert_int_eq(zk_mallctl("arenas.lookup", &got, &glen, &p, sizeof(p)), 0);
+	ck_assert_int_eq(
+	    zk_mallctl("arenas.lookup", &got, &glen, &p, sizeof(p)), 0);
 	ck_assert_uint_eq(got, ind);
 	zk_dallocx(p, MALLOCX_TCACHE_NONE);
 	/* and the opt-in flags put a je_mallocx call in the phase arena */

@@ -26,9 +26,11 @@ START_TEST(layout)
 	for (unsigned i = 0; i < 3; i++) {
 		ck_assert_ptr_eq(r.slabs[i].base, r.base + i * 4 * MiB);
 		ck_assert_int_eq(r.slabs[i].arena_state, ZK_ARENA_NONE);
-		ck_assert_ptr_eq(zk_region_slab_of(&r, r.slabs[i].base), &r.slabs[i]);
-		ck_assert_ptr_eq(zk_region_slab_of(&r, r.slabs[i].base + 4 * MiB - 1),
+		ck_assert_ptr_eq(zk_region_slab_of(&r, r.slabs[i].base),
 				 &r.slabs[i]);
+		ck_assert_ptr_eq(
+		    zk_region_slab_of(&r, r.slabs[i].base + 4 * MiB - 1),
+		    &r.slabs[i]);
 	}
 	ck_assert_ptr_null(zk_region_slab_of(&r, r.base - 1));
 	ck_assert_ptr_null(zk_region_slab_of(&r, r.base + 12 * MiB));
@@ -75,8 +77,9 @@ START_TEST(bad_geometry_is_refused)
 	ck_assert_int_eq(zk_region_init(&x, 3 * MiB, 2, false, true), EINVAL);
 	ck_assert_ptr_null(x.base);
 	ck_assert_int_eq(zk_region_init(&x, 4 * MiB, 0, false, true), EINVAL);
-	ck_assert_int_eq(zk_region_init(&x, SIZE_MAX - ZK_SLAB_ALIGN + 1, 4,
-					false, true), EINVAL);
+	ck_assert_int_eq(
+	    zk_region_init(&x, SIZE_MAX - ZK_SLAB_ALIGN + 1, 4, false, true),
+	    EINVAL);
 	ck_assert_uint_eq(x.total, 0);
 	ck_assert_ptr_null(zk_region_slab_of(&x, &x));
 }
