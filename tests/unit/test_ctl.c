@@ -20,26 +20,22 @@ START_TEST(phase_names)
 {
 	bool active = true;
 	size_t len = sizeof(active);
-	ck_assert_int_eq(zk_mallctl("zk.phase.active", &active, &len, NULL, 0),
-			 0);
+	ck_assert_int_eq(zk_mallctl("zk.phase.active", &active, &len, NULL, 0), 0);
 	ck_assert(!active);
 	uint64_t e0, e1;
 	len = sizeof(e0);
 	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &e0, &len, NULL, 0), 0);
 	ck_assert_int_eq(zk_mallctl("zk.phase.begin", NULL, NULL, NULL, 0), 0);
-	ck_assert_int_eq(zk_mallctl("zk.phase.begin", NULL, NULL, NULL, 0),
-			 EBUSY);
+	ck_assert_int_eq(zk_mallctl("zk.phase.begin", NULL, NULL, NULL, 0), EBUSY);
 	len = sizeof(active);
-	ck_assert_int_eq(zk_mallctl("zk.phase.active", &active, &len, NULL, 0),
-			 0);
+	ck_assert_int_eq(zk_mallctl("zk.phase.active", &active, &len, NULL, 0), 0);
 	ck_assert(active);
 	len = sizeof(e1);
 	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &e1, &len, NULL, 0), 0);
 	ck_assert_uint_eq(e1, e0 + 1);
 	int flags = 0;
 	len = sizeof(flags);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.thread.arena_flags", &flags, &len, NULL, 0), 0);
+	ck_assert_int_eq(zk_mallctl("zk.thread.arena_flags", &flags, &len, NULL, 0), 0);
 	ck_assert_int_eq(flags, zk_arena_flags());
 	ck_assert_int_ne(flags, 0);
 	ck_assert_int_eq(zk_mallctl("zk.phase.end", NULL, NULL, NULL, 0), 0);
@@ -60,8 +56,7 @@ START_TEST(option_names)
 	len = sizeof(sz);
 	ck_assert_int_eq(zk_mallctl("zk.opt.min_bytes", &sz, &len, NULL, 0), 0);
 	ck_assert_uint_eq(sz, zk_g.min_bytes);
-	ck_assert_int_eq(zk_mallctl("zk.opt.promote_bytes", &sz, &len, NULL, 0),
-			 0);
+	ck_assert_int_eq(zk_mallctl("zk.opt.promote_bytes", &sz, &len, NULL, 0), 0);
 	ck_assert_uint_eq(sz, 0);
 	const char *str;
 	len = sizeof(str);
@@ -87,20 +82,16 @@ START_TEST(stats_names_follow_the_struct)
 	ck_assert_uint_eq(s.max_slab_resident, s.resident_bytes);
 	ck_assert_uint_eq(s.arenas_created, 1);
 	size_t res, len = sizeof(res);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.stats.resident_bytes", &res, &len, NULL, 0), 0);
+	ck_assert_int_eq(zk_mallctl("zk.stats.resident_bytes", &res, &len, NULL, 0), 0);
 	ck_assert_uint_ge(res, 8 * MiB);
 	unsigned used;
 	len = sizeof(used);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.stats.slabs_in_use", &used, &len, NULL, 0), 0);
+	ck_assert_int_eq(zk_mallctl("zk.stats.slabs_in_use", &used, &len, NULL, 0), 0);
 	ck_assert_uint_eq(used, 1);
 	uint64_t oc = 99, ob = 99;
 	len = sizeof(oc);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.stats.overflow_count", &oc, &len, NULL, 0), 0);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.stats.overflow_bytes", &ob, &len, NULL, 0), 0);
+	ck_assert_int_eq(zk_mallctl("zk.stats.overflow_count", &oc, &len, NULL, 0), 0);
+	ck_assert_int_eq(zk_mallctl("zk.stats.overflow_bytes", &ob, &len, NULL, 0), 0);
 	ck_assert_uint_eq(oc, 0);
 	ck_assert_uint_eq(ob, 0);
 	zk_free(p);
@@ -113,41 +104,31 @@ START_TEST(errors_change_nothing)
 	ck_assert_int_eq(zk_mallctl(NULL, NULL, NULL, NULL, 0), EFAULT);
 	ck_assert_int_eq(zk_mallctl("zk.nope", NULL, NULL, NULL, 0), ENOENT);
 	ck_assert_int_eq(zk_mallctl("zk.phase", NULL, NULL, NULL, 0), ENOENT);
-	ck_assert_int_eq(zk_mallctl("zk.phase.begin.x", NULL, NULL, NULL, 0),
-			 ENOENT);
+	ck_assert_int_eq(zk_mallctl("zk.phase.begin.x", NULL, NULL, NULL, 0), ENOENT);
 	ck_assert_int_eq(zk_mallctl("zk.", NULL, NULL, NULL, 0), ENOENT);
 	/* void names take no arguments */
 	bool b = false;
 	size_t len = sizeof(b);
-	ck_assert_int_eq(zk_mallctl("zk.phase.begin", &b, &len, NULL, 0),
-			 EINVAL);
-	ck_assert_int_eq(
-	    zk_mallctl("zk.phase.begin", NULL, NULL, &b, sizeof(b)), EINVAL);
-	ck_assert_int_eq(zk_mallctl("zk.phase.end", NULL, NULL, NULL, 1),
-			 EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.begin", &b, &len, NULL, 0), EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.begin", NULL, NULL, &b, sizeof(b)), EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.end", NULL, NULL, NULL, 1), EINVAL);
 	ck_assert(!zk_phase_active());
 	ck_assert_uint_eq(zk_phase_epoch(), e0);
 	/* read-only values refuse writes, even together with a read */
 	uint64_t v = 7;
-	ck_assert_int_eq(
-	    zk_mallctl("zk.phase.epoch", NULL, NULL, &v, sizeof(v)), EPERM);
+	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", NULL, NULL, &v, sizeof(v)), EPERM);
 	len = sizeof(v);
-	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &v, &len, &v, sizeof(v)),
-			 EPERM);
+	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &v, &len, &v, sizeof(v)), EPERM);
 	ck_assert_uint_eq(v, 7);
-	ck_assert_int_eq(zk_mallctl("zk.opt.nslabs", NULL, NULL, NULL, 4),
-			 EPERM);
+	ck_assert_int_eq(zk_mallctl("zk.opt.nslabs", NULL, NULL, NULL, 4), EPERM);
 	/* wrong lengths and missing buffers: EINVAL, buffer untouched */
 	uint32_t small = 0xdeadbeef;
 	len = sizeof(small);
-	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &small, &len, NULL, 0),
-			 EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &small, &len, NULL, 0), EINVAL);
 	ck_assert_uint_eq(small, 0xdeadbeef);
 	len = sizeof(uint64_t);
-	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", NULL, &len, NULL, 0),
-			 EINVAL);
-	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &v, NULL, NULL, 0),
-			 EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", NULL, &len, NULL, 0), EINVAL);
+	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", &v, NULL, NULL, 0), EINVAL);
 	/* asking for nothing is fine */
 	ck_assert_int_eq(zk_mallctl("zk.phase.epoch", NULL, NULL, NULL, 0), 0);
 	ck_assert_uint_eq(zk_phase_epoch(), e0);
@@ -160,12 +141,10 @@ START_TEST(other_names_go_to_jemalloc)
 	size_t len = sizeof(version);
 	ck_assert_int_eq(zk_mallctl("version", &version, &len, NULL, 0), 0);
 	ck_assert_int_eq(strncmp(version, "5.", 2), 0);
-	ck_assert_int_eq(zk_mallctl("no.such.name", NULL, NULL, NULL, 0),
-			 ENOENT);
+	ck_assert_int_eq(zk_mallctl("no.such.name", NULL, NULL, NULL, 0), ENOENT);
 	unsigned narenas;
 	len = sizeof(narenas);
-	ck_assert_int_eq(zk_mallctl("arenas.narenas", &narenas, &len, NULL, 0),
-			 0);
+	ck_assert_int_eq(zk_mallctl("arenas.narenas", &narenas, &len, NULL, 0), 0);
 	ck_assert_uint_ge(narenas, 1);
 }
 END_TEST
