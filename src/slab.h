@@ -141,10 +141,15 @@ static inline void zk_atomic_max(_Atomic size_t *a, size_t v)
 		;
 }
 
-/* An allocation at p of size bytes was made from slab s in this phase. */
+/* An allocation at p of size bytes was made from slab s's arena in this
+ * phase. A small one may come from the thread cache, which holds blocks
+ * of any arena: a block outside the slab marks nothing. */
 static inline void zk_slab_mark(zk_slab_t *s, const void *p, size_t size)
 {
-	size_t end = (size_t)((const char *)p - s->base) + size;
+	size_t off = (size_t)((const char *)p - s->base);
+	if (off >= s->size)
+		return;
+	size_t end = off + size;
 	if (end > atomic_load_explicit(&s->mark, memory_order_relaxed))
 		zk_atomic_max(&s->mark, end);
 }

@@ -191,6 +191,157 @@ START_TEST(cached_free_never_leaks_into_next_phase)
 }
 END_TEST
 
+/* --- Issue 10: phase decay, rotation, safe growth ------------------------ */
+
+/* Index of the first byte of p[0, n) that is not b, or SIZE_MAX. */
+static size_t tu_check_byte(const char *p, size_t n, int b)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (char)b)
+			return i;
+	return SIZE_MAX;
+}
+
+static void *touch_256(void *arg)
+{
+	(void)arg;
+	char *p = zk_malloc(256 * MiB);
+	ck_assert(zk_owns(p));
+	memset(p, 1, 256 * MiB);
+	zk_free(p);
+	return NULL;
+}
+
+/* A different, new thread allocates the big buffer each proof: it lands
+ * on the pages the last one used, so resident memory stays at one buffer
+ * (not one per thread) and warm proofs do not fault. */
+START_TEST(rotating_thread_reuses_the_warm_slab)
+{
+	long warm_faults = 0;
+	for (int ph = 0; ph < 8; ph++) {
+		long f0 = tu_minor_faults();
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		pthread_t t;
+		pthread_create(&t, NULL, touch_256, NULL);
+		pthread_join(t, NULL);
+		zk_end_phase();
+		if (ph > 0)
+			warm_faults += tu_minor_faults() - f0;
+	}
+	zk_stats_t s = tu_stats();
+	ck_assert_uint_le(s.resident_bytes, 300 * MiB);
+	ck_assert_int_lt(warm_faults, 7 * 256); /* < 1% of 65,536 pages */
+}
+END_TEST
+
+/* Pages that none of the last K phases needed go back at a begin; the
+ * pages the recent phases did need stay (no faults in steady phases). */
+START_TEST(phase_decay_gives_back_what_recent_phases_did_not_need)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	unsigned k = (unsigned)zk_g.opt[ZK_OPT_TRIM_PHASES];
+	ck_assert_uint_eq(k, 4);
+	char *p = zk_malloc(256 * MiB);
+	memset(p, 1, 256 * MiB);
+	zk_free(p);
+	zk_end_phase();
+	size_t big = tu_stats().resident_bytes;
+	ck_assert_uint_ge(big, 250 * MiB);
+	for (unsigned ph = 1; ph <= k + 2; ph++) {
+		long f0 = tu_minor_faults();
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		char *q = zk_malloc(16 * MiB);
+		memset(q, 2, 16 * MiB);
+		zk_free(q);
+		zk_end_phase();
+		size_t res = tu_stats().resident_bytes;
+		if (ph <= k) /* the big phase is one of the last k */
+			ck_assert_uint_ge(res, 250 * MiB);
+		else /* k later phases needed 16 MiB */
+			ck_assert_uint_le(res, 24 * MiB);
+		ck_assert_int_lt(tu_minor_faults() - f0, 64);
+	}
+	ck_assert_uint_ge(tu_stats().trims, 1);
+}
+END_TEST
+
+/* The same for ordinary memory made in phases (resident arenas): a
+ * small-object spike is given back after K phases, steady phases keep
+ * their pages and do not fault. */
+START_TEST(small_spike_decays_after_k_phases)
+{
+	static void *v[200000];
+	size_t steady = 0;
+	for (int ph = 0; ph < 10; ph++) {
+		int n = ph == 2 ? 200000 : 10000;
+		long f0 = tu_minor_faults();
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		for (int i = 0; i < n; i++) {
+			size_t sz = 16 + (size_t)(i * 7919) % 2032;
+			v[i] = zk_malloc(sz);
+			memset(v[i], i, sz);
+		}
+		for (int i = 0; i < n; i++)
+			zk_free(v[i]);
+		zk_end_phase();
+		long f = tu_minor_faults() - f0;
+		size_t res = tu_stats().small_resident_bytes;
+		if (ph == 1)
+			steady = res;
+		if (ph >= 3 && ph != 7) /* 7: the first after the trim */
+			ck_assert_msg(f < 64, "phase %d: %ld faults", ph, f);
+		if (ph >= 3 && ph <= 6)
+			ck_assert_uint_gt(res, 4 * steady);
+		if (ph >= 7)
+			ck_assert_msg(res * 10 <= steady * 12 + 10 * 2 * MiB,
+				      "phase %d: %zu resident, steady %zu; %llu "
+				      "trims, %llu bytes",
+				      ph, res, steady,
+				      (unsigned long long)tu_stats().trims,
+				      (unsigned long long)tu_stats()
+					  .trimmed_bytes);
+	}
+}
+END_TEST
+
+/* Issue 10.1: an ordinary block grown by realloc inside a phase stays
+ * ordinary (valid after the phase, the contract of the defaults), and
+ * its growth stops re-faulting from proof to proof. */
+START_TEST(realloc_growth_is_ordinary_and_resident)
+{
+	char *kept[4] = {0};
+	long faults[4];
+	for (int ph = 0; ph < 4; ph++) {
+		long f0 = tu_minor_faults();
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		size_t n = 64;
+		char *v = zk_malloc(n);
+		memset(v, ph + 1, n);
+		while (n < 64 * MiB) {
+			v = zk_realloc(v, 2 * n);
+			ck_assert(!zk_owns(v));
+			memset(v + n, ph + 1, n);
+			n *= 2;
+		}
+		kept[ph] = v;
+		zk_end_phase();
+		faults[ph] = tu_minor_faults() - f0;
+		/* the output of the proof before survives this begin */
+		if (ph > 0) {
+			ck_assert_uint_eq(tu_check_byte(kept[ph - 1], 64 * MiB, ph),
+					  SIZE_MAX);
+			zk_free(kept[ph - 1]);
+		}
+	}
+	ck_assert_uint_eq(tu_check_byte(kept[3], 64 * MiB, 4), SIZE_MAX);
+	zk_free(kept[3]);
+	ck_assert_uint_eq(tu_stats().overflow_count, 0);
+	/* ~32k pages touched per proof; warm proofs reuse them */
+	ck_assert_msg(faults[3] * 10 < faults[0], "faults %ld then %ld",
+		      faults[0], faults[3]);
+}
+END_TEST
+
 /* Page-tracking canaries across threads and phases. */
 #define NT 4
 static pthread_barrier_t bar;
@@ -495,6 +646,10 @@ static Suite *default_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, threads_over_phases_keep_data_intact);
+	tcase_add_test(tc, rotating_thread_reuses_the_warm_slab);
+	tcase_add_test(tc, phase_decay_gives_back_what_recent_phases_did_not_need);
+	tcase_add_test(tc, small_spike_decays_after_k_phases);
+	tcase_add_test(tc, realloc_growth_is_ordinary_and_resident);
 	suite_add_tcase(s, tc);
 	return s;
 }
