@@ -1,0 +1,180 @@
+/*
+ * A prover loop as a Rust prover with tikv-jemallocator runs it: every
+ * allocation goes to the program's own static, prefixed jemalloc
+ * (_rjem_mallocx, _rjem_sdallocx, ...: here spelled je_* under
+ * JEMALLOC_NO_DEMANGLE, which the prefixed header maps to those names), and
+ * phases are begun through that jemalloc's _rjem_mallctl("zk.phase.begin").
+ * zkalloc is linked into the same executable (-Djemalloc_prefix=_rjem_
+ * -Djemalloc_static=true); its link flags wrap those entry points.
+ *
+ * As a test it checks: one jemalloc in the process (no libjemalloc mapped,
+ * zkalloc's phase arenas are arenas of the jemalloc the program calls); large
+ * blocks from mallocx/rallocx/malloc/calloc/posix_memalign inside a phase are
+ * phase memory (zk_owns), small ones and blocks made outside a phase are not;
+ * each phase hands out the same pages again; warm phases take (almost) no
+ * minor page faults where the first one faulted its whole working set in.
+ */
+#define JEMALLOC_NO_DEMANGLE
+#include <jemalloc/jemalloc.h>
+#include <zkalloc.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "../integration/example_check.h"
+
+#define MiB    ((size_t)1 << 20)
+#define PHASES 5
+
+static int phase(const char *name)
+{
+	return je_mallctl(name, NULL, NULL, NULL, 0);
+}
+
+static long minor_faults(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+static void touch(void *p, size_t n, unsigned char v)
+{
+	memset(p, v, n);
+}
+
+/* One proof: 16 + 24 + 8 MiB of buffers, all written, all freed. */
+static uint64_t prove(int round, uintptr_t *first_page)
+{
+	size_t ntrace = 16 * MiB, nlde = 24 * MiB, ntree = 8 * MiB;
+	unsigned char *trace = je_mallocx(ntrace, 0);
+	unsigned char *lde =
+	    je_mallocx(nlde, MALLOCX_ALIGN(4096) | MALLOCX_ZERO);
+	unsigned char *tree = je_malloc(ntree / 2);
+	void *aligned = NULL;
+	char *small = je_mallocx(64, 0);
+	if (!trace || !lde || !tree || !small ||
+	    je_posix_memalign(&aligned, 64, 2 * MiB) != 0) {
+		CHECK(0, "round %d: allocation failed", round);
+		return 0;
+	}
+	tree = je_rallocx(tree, ntree, 0); /* grows inside the phase arena */
+	CHECK(tree != NULL, "round %d: rallocx failed", round);
+	if (tree == NULL)
+		return 0;
+	CHECK(
+	    zk_owns(trace) && zk_owns(lde) && zk_owns(tree) && zk_owns(aligned),
+	    "round %d: large blocks must be phase memory (%d %d %d %d)", round,
+	    zk_owns(trace), zk_owns(lde), zk_owns(tree), zk_owns(aligned));
+	CHECK(!zk_owns(small), "round %d: a 64-byte block is ordinary memory",
+	      round);
+	CHECK(((uintptr_t)lde & 4095) == 0, "MALLOCX_ALIGN(4096) ignored");
+	CHECK(je_sallocx(trace, 0) >= ntrace && je_nallocx(ntrace, 0) >= ntrace,
+	      "sallocx %zu / nallocx %zu below %zu", je_sallocx(trace, 0),
+	      je_nallocx(ntrace, 0), ntrace);
+	CHECK(je_malloc_usable_size(tree) >= ntree, "usable size %zu < %zu",
+	      je_malloc_usable_size(tree), ntree);
+	size_t zeros = 0;
+	for (size_t i = 0; i < nlde; i += 4096)
+		zeros += lde[i] == 0;
+	CHECK(zeros == nlde / 4096, "round %d: MALLOCX_ZERO block not zero",
+	      round);
+
+	touch(trace, ntrace, (unsigned char)round);
+	touch(lde, nlde, (unsigned char)(round + 1));
+	touch(tree, ntree, (unsigned char)(round + 2));
+	touch(aligned, 2 * MiB, 1);
+	uint64_t h = 0;
+	for (size_t i = 0; i < ntrace; i += 4096)
+		h = h * 31 + trace[i] + lde[i] + tree[i % ntree];
+
+	if (round == 0)
+		*first_page = (uintptr_t)trace & ~(uintptr_t)4095;
+	else
+		CHECK(
+		    ((uintptr_t)trace & ~(uintptr_t)4095) == *first_page,
+		    "round %d: trace at %p, not in the first round's page %#lx",
+		    round, (void *)trace, (unsigned long)*first_page);
+
+	je_sdallocx(trace, ntrace, 0);
+	je_dallocx(lde, MALLOCX_ALIGN(4096));
+	je_sdallocx(tree, ntree, 0);
+	je_free(aligned);
+	je_dallocx(small, 0);
+	return h;
+}
+
+/* Exactly one jemalloc: no shared libjemalloc is mapped, and the arena
+ * zkalloc created for this thread's phase exists in the jemalloc the
+ * program calls (arenas.narenas counts it). */
+static void check_one_jemalloc(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	int mapped = 0;
+	while (maps != NULL && fgets(line, sizeof(line), maps) != NULL)
+		mapped += strstr(line, "libjemalloc") != NULL;
+	if (maps != NULL)
+		fclose(maps);
+	CHECK(maps != NULL, "cannot read /proc/self/maps");
+	CHECK(mapped == 0, "a shared libjemalloc is mapped (%d lines)", mapped);
+
+	int flags = 0;
+	size_t len = sizeof(flags);
+	CHECK(je_mallctl("zk.thread.arena_flags", &flags, &len, NULL, 0) == 0,
+	      "zk.thread.arena_flags unreadable");
+	unsigned arena = ((unsigned)flags >> 20) - 1, narenas = 0;
+	len = sizeof(narenas);
+	CHECK(je_mallctl("arenas.narenas", &narenas, &len, NULL, 0) == 0,
+	      "arenas.narenas unreadable");
+	CHECK(flags != 0 && arena < narenas,
+	      "phase arena %u (flags %#x) not among this jemalloc's %u arenas",
+	      arena, flags, narenas);
+}
+
+int main(void)
+{
+	uintptr_t first_page = 0;
+	long first_faults = 0, worst_warm = 0;
+
+	void *before = je_mallocx(16 * MiB, 0);
+	CHECK(before != NULL && !zk_owns(before),
+	      "a block made outside a phase must be ordinary memory");
+	je_dallocx(before, 0);
+
+	for (int round = 0; round < PHASES; round++) {
+		CHECK(phase("zk.phase.begin") == 0, "round %d: begin failed",
+		      round);
+		if (round == 0)
+			check_one_jemalloc();
+		long f0 = minor_faults();
+		uint64_t d = prove(round, &first_page);
+		long faults = minor_faults() - f0;
+		CHECK(phase("zk.phase.end") == 0, "round %d: end failed",
+		      round);
+		CHECK(d != 0, "round %d: no digest", round);
+		if (round == 0)
+			first_faults = faults;
+		else if (faults > worst_warm)
+			worst_warm = faults;
+		printf("phase %d: %ld minor faults\n", round, faults);
+	}
+	/* 50 MiB written: the first phase faults in ~12800 pages (fewer with
+	 * transparent huge pages); a warm phase reuses them. */
+	CHECK(first_faults >= 1000, "first phase took only %ld faults",
+	      first_faults);
+	CHECK(worst_warm * 20 <= first_faults,
+	      "a warm phase took %ld minor faults, the first %ld", worst_warm,
+	      first_faults);
+
+	void *after = je_mallocx(16 * MiB, 0);
+	CHECK(after != NULL && !zk_owns(after),
+	      "a block made after the phase must be ordinary memory");
+	je_dallocx(after, 0);
+	printf("first phase %ld faults, worst warm phase %ld\n", first_faults,
+	       worst_warm);
+	return failures ? 1 : 0;
+}
