@@ -8,7 +8,7 @@
  * -Djemalloc_static=true); its link flags wrap those entry points.
  *
  * As a test it checks: one jemalloc in the process (no libjemalloc mapped,
- * zkalloc's phase arenas are arenas of the jemalloc the program calls); large
+ * phase blocks lie in arenas of the jemalloc the program calls); large
  * blocks from mallocx/rallocx/malloc/calloc/posix_memalign inside a phase are
  * phase memory (zk_owns), small ones and blocks made outside a phase are not;
  * each phase hands out the same pages again; warm phases take (almost) no
@@ -44,6 +44,37 @@ static long minor_faults(void)
 static void touch(void *p, size_t n, unsigned char v)
 {
 	memset(p, v, n);
+}
+
+/* Exactly one jemalloc: no shared libjemalloc is mapped, and the jemalloc
+ * the program calls knows the phase block p as one of its manual arenas
+ * (arenas.create puts those after the opt.narenas automatic ones). */
+static void check_one_jemalloc(void *p)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	int mapped = 0;
+	while (maps != NULL && fgets(line, sizeof(line), maps) != NULL)
+		mapped += strstr(line, "libjemalloc") != NULL;
+	if (maps != NULL)
+		fclose(maps);
+	CHECK(maps != NULL, "cannot read /proc/self/maps");
+	CHECK(mapped == 0, "a shared libjemalloc is mapped (%d lines)", mapped);
+
+	unsigned arena = 0, automatic = 0, narenas = 0;
+	size_t len = sizeof(arena);
+	int err = je_mallctl("arenas.lookup", &arena, &len, &p, sizeof(p));
+	CHECK(err == 0, "arenas.lookup of a phase block: %d", err);
+	len = sizeof(automatic);
+	CHECK(je_mallctl("opt.narenas", &automatic, &len, NULL, 0) == 0,
+	      "opt.narenas unreadable");
+	len = sizeof(narenas);
+	CHECK(je_mallctl("arenas.narenas", &narenas, &len, NULL, 0) == 0,
+	      "arenas.narenas unreadable");
+	CHECK(arena >= automatic && arena < narenas,
+	      "phase block in arena %u: not a manual arena of this jemalloc "
+	      "(%u automatic, %u in all)",
+	      arena, automatic, narenas);
 }
 
 /* One proof: 16 + 24 + 8 MiB of buffers, all written, all freed. */
@@ -91,13 +122,15 @@ static uint64_t prove(int round, uintptr_t *first_page)
 	for (size_t i = 0; i < ntrace; i += 4096)
 		h = h * 31 + trace[i] + lde[i] + tree[i % ntree];
 
-	if (round == 0)
+	if (round == 0) {
 		*first_page = (uintptr_t)trace & ~(uintptr_t)4095;
-	else
+		check_one_jemalloc(trace);
+	} else {
 		CHECK(
 		    ((uintptr_t)trace & ~(uintptr_t)4095) == *first_page,
 		    "round %d: trace at %p, not in the first round's page %#lx",
 		    round, (void *)trace, (unsigned long)*first_page);
+	}
 
 	je_sdallocx(trace, ntrace, 0);
 	je_dallocx(lde, MALLOCX_ALIGN(4096));
@@ -105,34 +138,6 @@ static uint64_t prove(int round, uintptr_t *first_page)
 	je_free(aligned);
 	je_dallocx(small, 0);
 	return h;
-}
-
-/* Exactly one jemalloc: no shared libjemalloc is mapped, and the arena
- * zkalloc created for this thread's phase exists in the jemalloc the
- * program calls (arenas.narenas counts it). */
-static void check_one_jemalloc(void)
-{
-	FILE *maps = fopen("/proc/self/maps", "r");
-	char line[512];
-	int mapped = 0;
-	while (maps != NULL && fgets(line, sizeof(line), maps) != NULL)
-		mapped += strstr(line, "libjemalloc") != NULL;
-	if (maps != NULL)
-		fclose(maps);
-	CHECK(maps != NULL, "cannot read /proc/self/maps");
-	CHECK(mapped == 0, "a shared libjemalloc is mapped (%d lines)", mapped);
-
-	int flags = 0;
-	size_t len = sizeof(flags);
-	CHECK(je_mallctl("zk.thread.arena_flags", &flags, &len, NULL, 0) == 0,
-	      "zk.thread.arena_flags unreadable");
-	unsigned arena = ((unsigned)flags >> 20) - 1, narenas = 0;
-	len = sizeof(narenas);
-	CHECK(je_mallctl("arenas.narenas", &narenas, &len, NULL, 0) == 0,
-	      "arenas.narenas unreadable");
-	CHECK(flags != 0 && arena < narenas,
-	      "phase arena %u (flags %#x) not among this jemalloc's %u arenas",
-	      arena, flags, narenas);
 }
 
 int main(void)
@@ -148,8 +153,6 @@ int main(void)
 	for (int round = 0; round < PHASES; round++) {
 		CHECK(phase("zk.phase.begin") == 0, "round %d: begin failed",
 		      round);
-		if (round == 0)
-			check_one_jemalloc();
 		long f0 = minor_faults();
 		uint64_t d = prove(round, &first_page);
 		long faults = minor_faults() - f0;
