@@ -161,11 +161,13 @@ int main(void)
 			worst_warm = faults;
 		printf("phase %d: %ld minor faults\n", round, faults);
 	}
-	/* 50 MiB written: the first phase faults in ~12800 pages (fewer with
-	 * transparent huge pages); a warm phase reuses them. */
+	/* 50 MiB written: the first phase faults in at least its 12800 pages
+	 * (about 20000 measured; fewer with transparent huge pages). A warm
+	 * phase reuses them: 0 to 500 measured; without reuse it would take
+	 * as many as the first. */
 	CHECK(first_faults >= 1000, "first phase took only %ld faults",
 	      first_faults);
-	CHECK(worst_warm * 20 <= first_faults,
+	CHECK(worst_warm * 10 <= first_faults,
 	      "a warm phase took %ld minor faults, the first %ld", worst_warm,
 	      first_faults);
 
