@@ -1,34 +1,56 @@
 /*
  * zkalloc: resident phase memory for jemalloc-based zero-knowledge provers.
  *
- * A prover allocates gigabytes of large vectors per proof and frees them at the
- * end. jemalloc hands blocks >= 8 MiB back to the kernel, so every proof pays
- * its page faults again. zkalloc serves the large allocations made during a
- * "phase" (one proof) from per-thread jemalloc arenas whose extents come from
- * one reserved MAP_NORESERVE region; zk_begin_phase() discards those arenas
- * wholesale and rewinds their slabs, so the next proof reuses the same
- * resident pages.
+ * A prover allocates gigabytes of large vectors per proof and frees them at
+ * the end. jemalloc hands blocks >= 8 MiB back to the kernel, so every proof
+ * pays its page faults again. zkalloc serves the large allocations made
+ * during a "phase" (one proof) from jemalloc arenas whose extents come from
+ * one reserved region; zk_begin_phase() empties those arenas wholesale, so
+ * the next proof reuses the same resident pages.
  *
  * The path of an allocation:
  *   zk_malloc & co -> routing decision -> je_mallocx(MALLOCX_ARENA(phase))
- *   -> extent hook -> bump slab -> reserved region (never returned to the OS).
+ *   -> extent hook -> bump slab -> reserved region.
+ *
+ * Kinds of memory:
+ *   phase memory   in a phase, requests of at least zk.opt.min_bytes (the
+ *                  thread cache limit + 1 by default). Valid until the next
+ *                  zk_begin_phase(). zk_owns() is true for it.
+ *   ordinary       everything else: small requests, anything outside a
+ *                  phase, realloc of an ordinary block. Valid until freed,
+ *                  as with malloc. Made in a phase, it comes from the
+ *                  thread's resident arena (ZK_ALLOC_SMALL=resident, the
+ *                  default), whose pages stay resident across phases.
  *
  * Phase contract:
  *   1. Memory allocated in phase N (any pointer for which zk_owns() is true)
  *      must not be used, freed or reallocated after zk_begin_phase() starts
  *      phase N+1. zk_end_phase() does not invalidate it.
  *   2. zk_begin_phase() must not run while another thread allocates, frees or
- *      reallocates phase memory.
+ *      reallocates phase memory. Ordinary allocations may go on meanwhile.
  *   3. Only one phase is active at a time in a process (no nesting; a second
  *      zk_begin_phase() returns EBUSY and changes nothing).
  *
+ * Threads: a thread takes a slab (and its arena) at its first phase request
+ * of each phase: the one it had before if free, else the free slab with the
+ * most resident pages, else it shares the least used slab's arena with other
+ * threads (arenas are thread-safe). A thread that exits leaves its slab free
+ * for the next thread at once; its blocks stay valid until the next begin.
+ *
+ * Resident memory: pages are never given back between proofs while recent
+ * phases need them. At each zk_begin_phase(), pages that none of the last K
+ * phases (ZK_ALLOC_TRIM_PHASES, default 4) needed are given back to the
+ * kernel, for phase and resident arenas alike. Outside phases, and in a
+ * program that never begins one, nothing changes.
+ *
  * Everything is thread-safe unless a line says otherwise. Nothing here
- * aborts: when phase memory cannot serve a request (region not reserved, slab
- * exhausted, more threads than slabs, arena creation failed) the request is
- * served by ordinary jemalloc and counted as overflow. The one exception is
- * checked mode (ZK_ALLOC_CHECK=1, off by default), which reports a proven
- * violation of the contract above (pointer, size, its phase, the current
- * phase) and aborts; README.md ("Guarantees") lists what it catches.
+ * aborts: when phase memory cannot serve a request (region not reserved, a
+ * block larger than zk_stats_t.max_block, slab full, a refused commit) the
+ * request is served by ordinary jemalloc and counted as overflow. The one
+ * exception is checked mode (ZK_ALLOC_CHECK=1, off by default), which
+ * reports a proven violation of the contract above (pointer, size, its
+ * phase, the current phase) and aborts; README.md ("Guarantees") lists what
+ * it catches.
  */
 #ifndef ZKALLOC_H
 #define ZKALLOC_H
@@ -53,11 +75,14 @@ extern "C" {
 
 /* ---------------------------------------------------------------- phases */
 
-/* Start a phase. Destroys every phase arena of earlier phases, rewinds their
- * slabs (pages stay resident), returns slabs of exited threads to the pool and
- * advances the epoch. Returns 0, or EBUSY if a phase is already active (then
- * nothing changes). Reserves the region on first call; if that fails a single
- * warning is printed and the phase still starts, served by plain jemalloc. */
+/* Start a phase. Empties every phase arena used in the last phase
+ * (arena.<i>.reset: pages stay resident), gives back the pages that none of
+ * the last ZK_ALLOC_TRIM_PHASES phases needed, and advances the epoch.
+ * Returns 0, or EBUSY if a phase is already active (then nothing changes).
+ * Reserves the address space on the first call (PROT_NONE, committed as
+ * slabs grow; under RLIMIT_AS at most half of what is left); if that fails
+ * a single warning is printed and the phase still starts, served by plain
+ * jemalloc. */
 ZK_API int zk_begin_phase(void);
 
 /* End the active phase. Idempotent; always returns 0. Phase memory stays
@@ -91,8 +116,10 @@ static inline void zk__phase_scope_end(int *rc)
 /* ------------------------------------------------------------ allocation */
 
 /* malloc(3) semantics; size 0 returns a unique pointer. In a phase, sizes >=
- * zk.opt.min_bytes come from this thread's phase arena. NULL + ENOMEM only
- * when plain jemalloc fails too. */
+ * zk.opt.min_bytes come from this thread's phase arena (up to max_block;
+ * larger ones are ordinary, counted as overflow if they succeed). NULL +
+ * ENOMEM only when plain jemalloc fails too; a failed request is neither
+ * overflow nor reported as a full slab. */
 ZK_API void *zk_malloc(size_t size);
 
 /* calloc(3): zeroed memory; n * size overflow returns NULL with ENOMEM. Fresh
@@ -101,10 +128,13 @@ ZK_API void *zk_calloc(size_t n, size_t size);
 
 /* realloc(3), sticky: a phase pointer stays in its own slab's arena (unless
  * that slab is exhausted: then it moves to ordinary memory, counted as
- * overflow); any other pointer stays in ordinary memory, except that with
- * ZK_ALLOC_PROMOTE_BYTES set, growing it inside a phase to at least that many
- * bytes moves it into the phase arena. p == NULL is zk_malloc(size);
- * size == 0 frees p and returns NULL (glibc). On failure p is untouched. */
+ * overflow); any other pointer stays ordinary: in a phase, if it must move,
+ * into this thread's resident arena (its growth stops re-faulting from
+ * proof to proof, and it stays valid after the phase). Only with the unsafe
+ * opt-in ZK_ALLOC_PROMOTE_BYTES does growing an ordinary block inside a
+ * phase to at least that many bytes move it into phase memory. p == NULL is
+ * zk_malloc(size); size == 0 frees p and returns NULL (glibc). On failure p
+ * is untouched. */
 ZK_API void *zk_realloc(void *p, size_t size);
 
 /* free(3) of anything zk_* or jemalloc's *allocx API returned (and malloc's,
@@ -114,7 +144,10 @@ ZK_API void *zk_realloc(void *p, size_t size);
 ZK_API void zk_free(void *p);
 
 /* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL).
- * Alignments up to the slab size are honoured for phase memory. */
+ * A phase block is phase memory while its size plus its alignment fit
+ * zk_stats_t.max_block (7 GiB of the default 8 GiB slab: the largest
+ * jemalloc size class that fits the slab less its metadata reserve);
+ * beyond that it is ordinary memory, counted as overflow. */
 ZK_API void *zk_aligned_alloc(size_t alignment, size_t size);
 
 /* posix_memalign(3): EINVAL (and *out untouched) unless alignment is a power
@@ -218,6 +251,9 @@ typedef struct zk_stats {
 	uint64_t begin_ns_last;  /* how long the last zk_begin_phase took */
 	size_t committed_bytes;  /* bytes of both regions made writable */
 	size_t reserved_bytes;   /* address space of both regions */
+	size_t max_block;        /* the largest single phase block (size plus
+				    alignment) a slab can hold; 0 before the
+				    first phase */
 } zk_stats_t;
 
 /* Fill *out (up to out->size bytes). Returns 0, or EINVAL if out is NULL or

@@ -548,12 +548,23 @@ int zk_small_flags_slow(uint64_t epoch)
 
 size_t zk_phase_max_block(void)
 {
-	/* The pregrown extent: the slab less its metadata reserve. */
+	/* The pregrown extent (the slab less its metadata reserve and the
+	 * arena's first base block), then the largest jemalloc size class
+	 * (four per power of two) that fits in it with a page to spare (the
+	 * cache-oblivious offset of large blocks). */
 	size_t slab = __atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE)
 			  ? zk_g.region.slab_size
 			  : 0;
 	size_t keep = slab / 32 > 8 * MiB ? slab / 32 : 8 * MiB;
-	return slab > 2 * keep ? slab - 2 * keep : 0;
+	if (slab < 4 * keep)
+		return 0;
+	size_t ext = slab - keep - 4 * MiB - 4096;
+	size_t b = (size_t)1 << (63 - __builtin_clzll(ext));
+	size_t best = b;
+	for (size_t j = 1; j < 4; j++)
+		if (b + j * (b / 4) <= ext)
+			best = b + j * (b / 4);
+	return best;
 }
 
 void zk_warn_slab_full(size_t size)

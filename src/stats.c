@@ -43,6 +43,7 @@ static void counters(zk_stats_t *s)
 	s->trims = LOAD(zk_g.trims);
 	s->trimmed_bytes = LOAD(zk_g.trimmed_bytes);
 	s->begin_ns_last = LOAD(zk_g.begin_ns_last);
+	s->max_block = zk_phase_max_block();
 	const zk_region_t *regions[2] = {&zk_g.region, &zk_g.small};
 	for (int r = 0; r < 2; r++) {
 		if (__atomic_load_n(&regions[r]->total, __ATOMIC_ACQUIRE) == 0)

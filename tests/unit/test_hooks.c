@@ -185,6 +185,29 @@ START_TEST(alignments_up_to_64_mib)
 }
 END_TEST
 
+/* Issue 8.14: the contract's single-block capacity is what the code does:
+ * a block of max_block (size plus alignment) is phase memory, the next
+ * size class is not, and alignments of up to a quarter of it too. */
+START_TEST(max_block_is_what_a_slab_holds)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	size_t max = tu_stats().max_block;
+	size_t slab = tu_stats().slab_size;
+	ck_assert_uint_ge(max, slab / 8 * 7);
+	void *p = zk_malloc(max);
+	ck_assert(zk_owns(p));
+	zk_free(p);
+	p = zk_malloc(max + max / 7 + 1); /* the next size class */
+	ck_assert(!zk_owns(p));
+	zk_free(p);
+	size_t al = (size_t)1 << (63 - __builtin_clzll(max / 4));
+	p = zk_aligned_alloc(al, max / 2);
+	ck_assert(zk_owns(p));
+	ck_assert_uint_eq((uintptr_t)p % al, 0);
+	zk_free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hooks");
@@ -197,6 +220,7 @@ int main(void)
 	tcase_add_test(tc, begin_resets_and_reuses);
 	tcase_add_test(tc, freed_block_serves_many_smaller_ones);
 	tcase_add_test(tc, alignments_up_to_64_mib);
+	tcase_add_test(tc, max_block_is_what_a_slab_holds);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
