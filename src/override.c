@@ -57,9 +57,29 @@ typedef int (*bymib_fn)(const size_t *, size_t, void *, size_t *, void *,
 			size_t);
 typedef void (*write_cb_fn)(void *, const char *);
 
+/* Until jemalloc's malloc & co. are found, the exports' fast path lands
+ * here, in the zk_* path: no NULL test on the fast path. */
+static void *boot_malloc(size_t size)
+{
+	return zk_malloc(size);
+}
+static void boot_free(void *p)
+{
+	zk_free(p);
+}
+static void *boot_calloc(size_t n, size_t size)
+{
+	return zk_calloc(n, size);
+}
+static void *boot_realloc(void *p, size_t size)
+{
+	return zk_realloc(p, size);
+}
+
 /* jemalloc's entry points, found by resolve(). Each pointer is written once
  * (a race writes the same value twice) and read with relaxed atomics: the
- * code it points to never changes. NULL until found. */
+ * code it points to never changes. NULL (malloc & co.: boot_*) until
+ * found. */
 static struct {
 	void *(*malloc)(size_t);
 	void (*free)(void *);
@@ -76,7 +96,10 @@ static struct {
 	nametomib_fn nametomib;
 	bymib_fn bymib;
 	void (*stats_print)(write_cb_fn, void *, const char *);
-} je;
+} je = {.malloc = boot_malloc,
+	.free = boot_free,
+	.calloc = boot_calloc,
+	.realloc = boot_realloc};
 
 #define REAL(f) __atomic_load_n(&je.f, __ATOMIC_RELAXED)
 /* jemalloc's f, resolving first if need be; NULL if it cannot be found. */
@@ -154,10 +177,15 @@ static bool resolve_now(void)
 	void *h = jinfo.dli_fname != NULL
 		      ? dlopen(jinfo.dli_fname, RTLD_LAZY | RTLD_NOLOAD)
 		      : NULL;
-	SET(malloc, sym_in(h, b, "malloc"));
-	SET(free, sym_in(h, b, "free"));
-	SET(calloc, sym_in(h, b, "calloc"));
-	SET(realloc, sym_in(h, b, "realloc"));
+	void *s;
+	if ((s = sym_in(h, b, "malloc")) != NULL)
+		SET(malloc, s);
+	if ((s = sym_in(h, b, "free")) != NULL)
+		SET(free, s);
+	if ((s = sym_in(h, b, "calloc")) != NULL)
+		SET(calloc, s);
+	if ((s = sym_in(h, b, "realloc")) != NULL)
+		SET(realloc, s);
 	zk_jemalloc_mallocx = anchor;
 	return REAL(rallocx) && REAL(xallocx) && REAL(sallocx) &&
 	       REAL(dallocx) && REAL(sdallocx) && REAL(nallocx) &&
@@ -188,7 +216,7 @@ __attribute__((constructor(101))) static void override_init(void)
 	 * inside the dynamic loader): they only make ordinary memory faster,
 	 * so look again now. */
 	if (resolve()) {
-		if (REAL(malloc) == NULL && !resolving) {
+		if (REAL(malloc) == boot_malloc && !resolving) {
 			resolving = true;
 			resolve_now();
 			resolving = false;
@@ -222,7 +250,7 @@ HIDDEN void *__wrap_mallocx(size_t size, int flags)
 HIDDEN void *__wrap_malloc(size_t size)
 {
 	void *(*f)(size_t) = REAL(malloc);
-	if (likely(f != NULL))
+	if (likely(f != boot_malloc))
 		return f(size);
 	void *p = __wrap_mallocx(size ? size : 1, 0);
 	if (p == NULL)
@@ -233,7 +261,7 @@ HIDDEN void *__wrap_malloc(size_t size)
 HIDDEN void *__wrap_calloc(size_t n, size_t size)
 {
 	void *(*f)(size_t, size_t) = REAL(calloc);
-	if (likely(f != NULL))
+	if (likely(f != boot_calloc))
 		return f(n, size);
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total)) {
@@ -285,7 +313,7 @@ HIDDEN void __wrap_sdallocx(void *p, size_t size, int flags)
 HIDDEN void __wrap_free(void *p)
 {
 	void (*f)(void *) = REAL(free);
-	if (likely(f != NULL))
+	if (likely(f != boot_free))
 		f(p);
 	else if (p != NULL)
 		__wrap_dallocx(p, 0);
@@ -317,27 +345,23 @@ static inline bool owns(const void *p)
  * glibc gives 16 always; these keep jemalloc's classes, as jemalloc does. */
 EXPORT void *malloc(size_t size)
 {
-	void *(*f)(size_t) = REAL(malloc);
-	if (likely(f != NULL) && likely(!phase_active()))
-		return f(size);
+	if (likely(!phase_active()))
+		return REAL(malloc)(size);
 	return zk_malloc(size);
 }
 
 EXPORT void free(void *p)
 {
-	void (*f)(void *) = REAL(free);
-	if (likely(f != NULL) && likely(!owns(p))) {
-		f(p);
-		return;
-	}
-	zk_free(p);
+	if (likely(!owns(p)))
+		REAL(free)(p);
+	else
+		zk_free(p);
 }
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-	void *(*f)(size_t, size_t) = REAL(calloc);
-	if (likely(f != NULL) && likely(!phase_active()))
-		return f(n, size); /* checks n * size, sets errno */
+	if (likely(!phase_active()))
+		return REAL(calloc)(n, size); /* checks n * size, sets errno */
 	return zk_calloc(n, size);
 }
 
@@ -346,10 +370,8 @@ EXPORT void *calloc(size_t n, size_t size)
  * three; jemalloc's realloc is taken only where it agrees (size > 0). */
 static inline void *realloc_impl(void *p, size_t size)
 {
-	void *(*f)(void *, size_t) = REAL(realloc);
-	if (likely(f != NULL) && likely(!phase_active()) && likely(!owns(p)) &&
-	    likely(size != 0)) {
-		void *q = f(p, size);
+	if (likely(!phase_active()) && likely(!owns(p)) && likely(size != 0)) {
+		void *q = REAL(realloc)(p, size);
 		if (unlikely(q == NULL))
 			errno = ENOMEM; /* jemalloc's realloc leaves it */
 		return q;
