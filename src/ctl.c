@@ -186,9 +186,13 @@ static int opt_parse(const opt_entry_t *e, const void *newp, uint64_t *out)
 		break;
 	}
 	case T_BOOL: {
-		bool b;
-		memcpy(&b, newp, sizeof(b));
-		n = b;
+		/* As a byte: a bool object holding anything but 0 or 1 is not
+		 * a bool, and loading it as one is undefined. */
+		unsigned char c;
+		memcpy(&c, newp, 1);
+		if (c > 1)
+			return EINVAL;
+		n = c;
 		break;
 	}
 	default:
