@@ -266,6 +266,9 @@ static int bad_writes_change_nothing(void *unused)
 	REQUIRE(zk_mallctl("zk.opt.slab_size", &sz, &len, &tiny,
 			   sizeof(tiny)) == EINVAL);
 	REQUIRE(sz == 7);
+	/* a bool holds 0 or 1 */
+	unsigned char two = 2;
+	REQUIRE(zk_mallctl("zk.opt.verbose", NULL, NULL, &two, 1) == EINVAL);
 	/* checked mode is fixed at load */
 	bool on = true;
 	REQUIRE(zk_mallctl("zk.opt.check", NULL, NULL, &on, sizeof(on)) ==
