@@ -193,24 +193,38 @@ ZK_API int zk_arena_flags(void);
 
 /* mallctl(3)-style control. Names under "zk." are zkalloc's; every other name
  * is passed to je_mallctl, so all of a prover's mallctl calls may go through
- * here. Returns 0, ENOENT (unknown name), EINVAL (bad buffer or length),
- * EPERM (write to a read-only name), EBUSY (zk.phase.begin during a phase),
- * EFAULT (NULL name). Reads copy into *oldp when *oldlenp equals the value's
- * size exactly (else EINVAL, nothing written). Names:
+ * here. Returns 0, ENOENT (unknown name), EINVAL (bad buffer or length, or
+ * a written value out of range), EPERM (write to a read-only name), EBUSY
+ * (zk.phase.begin during a phase; an option written after the first phase
+ * began), EFAULT (NULL name). Reads copy into *oldp when *oldlenp equals the
+ * value's size exactly (else EINVAL, nothing written); writes need newlen
+ * equal to it. A failed call changes nothing. Names:
+ *   zk.version                         const char *    read-only ("0.1.0")
  *   zk.phase.begin, zk.phase.end       void: no old, no new
  *   zk.phase.active                    bool            read-only
  *   zk.phase.epoch                     uint64_t        read-only
  *   zk.thread.arena_flags              int             read-only (zk_arena_flags)
- *   zk.opt.slab_size                   size_t          read-only
- *   zk.opt.nslabs                      unsigned        read-only
- *   zk.opt.min_bytes                   size_t          read-only
- *   zk.opt.promote_bytes               size_t          read-only
- *   zk.opt.thp                         const char *    read-only
- *   zk.opt.small                       const char *    read-only
- *   zk.stats.overflow_count            uint64_t        read-only
- *   zk.stats.overflow_bytes            uint64_t        read-only
- *   zk.stats.resident_bytes            size_t          read-only
- *   zk.stats.slabs_in_use              unsigned        read-only */
+ * Options: read any time; written (old and new together is fine) only
+ * before the first zk_begin_phase, then EBUSY. A written value is checked
+ * like its ZK_ALLOC_* variable (same range, same enum names) and is in the
+ * stored unit: bytes, not GiB, for slab_size (rounded up to 2 MiB).
+ *   zk.opt.slab_size                   size_t          bytes per slab
+ *   zk.opt.nslabs                      unsigned
+ *   zk.opt.min_bytes                   size_t
+ *   zk.opt.promote_bytes               size_t          0 = off
+ *   zk.opt.thp                         const char *    "never" / "always"
+ *   zk.opt.small                       const char *    "ordinary" / "resident"
+ *   zk.opt.check                       bool            read-only (set at load)
+ *   zk.opt.verbose                     bool            true prints the banner now
+ * Statistics: one read-only name per zk_stats_t field, same type, e.g.
+ *   zk.stats.version                   uint32_t
+ *   zk.stats.region_reserved, zk.stats.phase_active        bool
+ *   zk.stats.epoch, zk.stats.overflow_count, zk.stats.overflow_bytes,
+ *   zk.stats.arenas_created, zk.stats.arenas_destroyed,
+ *   zk.stats.hook_zeroed_bytes, zk.stats.small_overflow_count  uint64_t
+ *   zk.stats.slab_size, zk.stats.resident_bytes, zk.stats.max_slab_resident,
+ *   zk.stats.small_resident_bytes                          size_t
+ *   zk.stats.nslabs, zk.stats.slabs_in_use                 unsigned */
 ZK_API int zk_mallctl(const char *name, void *oldp, size_t *oldlenp,
 		      void *newp, size_t newlen);
 

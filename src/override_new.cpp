@@ -45,12 +45,13 @@ void *new_nothrow(std::size_t size, std::size_t align) noexcept
 	}
 }
 
-/* std::align_val_t is a power of two; anything below a pointer's size is
- * served as that (posix_memalign's floor, also fine for aligned_alloc). */
+/* std::align_val_t is a power of two; anything below glibc's malloc
+ * alignment (16, also __STDCPP_DEFAULT_NEW_ALIGNMENT__ on x86-64 and
+ * aarch64) is served as that, like the memalign family in override.c. */
 std::size_t aligned(std::align_val_t a)
 {
 	std::size_t v = static_cast<std::size_t>(a);
-	return v < sizeof(void *) ? sizeof(void *) : v;
+	return v < 16 ? 16 : v;
 }
 
 } // namespace

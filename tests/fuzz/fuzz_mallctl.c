@@ -37,7 +37,13 @@ static const char *const names[] = {"zk.phase.begin",
 				    "zk.stats.slabs_in_use",
 				    "zk.",
 				    "zk.phase",
-				    "zk.opt.check"};
+				    "zk.opt.check",
+				    "zk.opt.verbose",
+				    "zk.version",
+				    "zk.stats.version",
+				    "zk.stats.epoch",
+				    "zk.stats.max_slab_resident",
+				    "zk.stats.hook_zeroed_bytes"};
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
 static void die(const char *what, const char *name, int rc)
@@ -77,6 +83,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(copy, old, oldlen ? oldlen : 1);
 	for (size_t i = 0; i < newlen; i++)
 		nw[i] = i < size ? data[i] : 0;
+	/* A string option's new value is a pointer (const char *): hand it a
+	 * pointer to a fuzzed string, never fuzzed bytes as a pointer. */
+	char text[33];
+	if ((strcmp(name, "zk.opt.thp") == 0 ||
+	     strcmp(name, "zk.opt.small") == 0) &&
+	    newlen == sizeof(const char *)) {
+		size_t k = size < 32 ? size : 32;
+		memcpy(text, data, k);
+		text[k] = '\0';
+		const char *tp = text;
+		memcpy(nw, &tp, sizeof(tp));
+	}
 	size_t len = oldlen;
 	bool active = zk_phase_active();
 	uint64_t epoch = zk_phase_epoch();
@@ -92,7 +110,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool end = strcmp(name, "zk.phase.end") == 0 && rc == 0;
 	if (rc != 0 && (memcmp(old, copy, oldlen) != 0 || len != oldlen))
 		die("buffer or length written on error", name, rc);
-	if (rc == EBUSY && !(strcmp(name, "zk.phase.begin") == 0 && active))
+	/* EBUSY: zk.phase.begin during a phase, or an option written once
+	 * the first phase has begun. */
+	if (rc == EBUSY && !(strcmp(name, "zk.phase.begin") == 0 && active) &&
+	    !(strncmp(name, "zk.opt.", 7) == 0 && epoch > 0))
 		die("EBUSY outside zk.phase.begin during a phase", name, rc);
 	if (zk_phase_epoch() != epoch + (begin ? 1 : 0))
 		die("epoch changed", name, rc);

@@ -1,7 +1,8 @@
 /*
  * The drop-in library, linked in (not preloaded): glibc/POSIX semantics of
- * every malloc-family export, their routing into phase memory, mallctl's
- * split between zk.* and jemalloc, threads and fork.
+ * every malloc-family export, the alignment of every path against glibc's,
+ * jemalloc's *allocx API and malloc_stats_print, their routing into phase
+ * memory, mallctl's split between zk.* and jemalloc, threads and fork.
  */
 #define _GNU_SOURCE
 #include <zkalloc.h>
@@ -10,6 +11,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -192,6 +194,202 @@ START_TEST(usable_size)
 		ck_assert_uint_ge(malloc_usable_size(p), n);
 		free(p);
 	}
+}
+END_TEST
+
+static bool aligned_to(const void *p, size_t a)
+{
+	return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+/* The alignment C asks of malloc for an object of n bytes: the largest
+ * fundamental alignment such an object can need (16 = alignof(max_align_t)
+ * on x86-64 and aarch64). jemalloc gives 8 for n <= 8 and 16 above; glibc
+ * gives 16 always. */
+static size_t c_alignment(size_t n)
+{
+	size_t a = 1;
+	while (a < n && a < 16)
+		a *= 2;
+	return a;
+}
+
+START_TEST(alignment_of_every_path)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t sizes[] = {1,  2,  3,  7,   8,	 9,    15,    16,
+			  17, 24, 33, 100, 4095, 4097, 40000, 3 * MiB};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i];
+		void *m = malloc(n), *c = calloc(1, n), *r = realloc(NULL, n);
+		ck_assert_msg(aligned_to(m, c_alignment(n)), "malloc(%zu) %p",
+			      n, m);
+		ck_assert_msg(aligned_to(c, c_alignment(n)), "calloc(%zu) %p",
+			      n, c);
+		ck_assert_msg(aligned_to(r, c_alignment(n)), "realloc(%zu) %p",
+			      n, r);
+		r = realloc(r, n * 2);
+		ck_assert_msg(aligned_to(r, c_alignment(n * 2)),
+			      "realloc grow(%zu) %p", n * 2, r);
+		free(m);
+		free(c);
+		free(r);
+		/* The aligned family: never below glibc's 16, whatever is
+		 * asked; always at least what is asked. */
+		for (size_t a = 1; a <= 4096; a *= 2) {
+			void *x = memalign(a, n);
+			ck_assert_msg(x && aligned_to(x, a < 16 ? 16 : a),
+				      "memalign(%zu, %zu) %p", a, n, x);
+			free(x);
+			x = aligned_alloc(a, n);
+			ck_assert_msg(x && aligned_to(x, a < 16 ? 16 : a),
+				      "aligned_alloc(%zu, %zu) %p", a, n, x);
+			free(x);
+			if (a >= sizeof(void *)) {
+				x = NULL;
+				ck_assert_int_eq(posix_memalign(&x, a, n), 0);
+				ck_assert_msg(aligned_to(x, a < 16 ? 16 : a),
+					      "posix_memalign(%zu, %zu) %p", a,
+					      n, x);
+				free(x);
+			}
+		}
+		void *v = valloc(n), *pv = pvalloc(n);
+		ck_assert(aligned_to(v, page) && aligned_to(pv, page));
+		free(v);
+		free(pv);
+		/* mallocx without MALLOCX_ALIGN is malloc's; with it, as
+		 * asked */
+		void *x = mallocx(n, 0);
+		ck_assert_msg(aligned_to(x, c_alignment(n)), "mallocx(%zu)", n);
+		dallocx(x, 0);
+		x = mallocx(n, MALLOCX_ALIGN(64));
+		ck_assert(aligned_to(x, 64));
+		sdallocx(x, n, MALLOCX_ALIGN(64));
+	}
+	/* memalign(16, n <= 8): jemalloc's 8-byte class must not leak
+	 * through (the issue's case), several times over so that a lucky
+	 * 16-aligned block cannot hide it */
+	for (int i = 0; i < 64; i++) {
+		void *x = memalign(16, 8), *y = memalign(8, 1);
+		ck_assert(aligned_to(x, 16) && aligned_to(y, 16));
+		free(x);
+		free(y);
+	}
+}
+END_TEST
+
+/* jemalloc's API outside a phase: jemalloc's own semantics, and the cases
+ * jemalloc leaves undefined (size 0, NULL) defined as zk_* defines them. */
+START_TEST(allocx_outside_phase)
+{
+	char *p = mallocx(100, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert(!zk_owns(p));
+	memset(p, 'a', 100);
+	ck_assert_uint_ge(sallocx(p, 0), 100);
+	ck_assert_uint_eq(sallocx(p, 0), malloc_usable_size(p));
+	ck_assert_uint_eq(nallocx(100, 0), sallocx(p, 0));
+	size_t usable = xallocx(p, 100, 0, 0);
+	ck_assert_uint_ge(usable, 100);
+	p = rallocx(p, 5000, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p[99], 'a');
+	sdallocx(p, 5000, 0);
+	unsigned char *z = mallocx(3000, MALLOCX_ZERO);
+	for (int i = 0; i < 3000; i++)
+		ck_assert_int_eq(z[i], 0);
+	dallocx(z, 0);
+	void *a = mallocx(v_zero, 0), *b = mallocx(v_zero, 0);
+	ck_assert(a != NULL && b != NULL && a != b);
+	dallocx(a, 0);
+	dallocx(b, 0);
+	/* malloc's blocks and mallocx's are the same allocator's */
+	p = malloc(200);
+	p = rallocx(p, 300, 0);
+	dallocx(p, 0);
+	p = mallocx(200, 0);
+	p = realloc(p, 400);
+	free(p);
+}
+END_TEST
+
+/* In a phase: large requests without an explicit arena are phase memory;
+ * sized frees, xallocx, sallocx and rallocx on phase blocks are correct;
+ * MALLOCX_ARENA is honoured as is. */
+START_TEST(allocx_routes_into_phase)
+{
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *p = mallocx(MiB, 0);
+	ck_assert(zk_owns(p));
+	memset(p, 'p', MiB);
+	ck_assert_uint_ge(sallocx(p, 0), MiB);
+	ck_assert_uint_eq(sallocx(p, 0), nallocx(MiB, 0));
+	/* xallocx: in place only, stays a phase block of its arena */
+	size_t before = sallocx(p, 0);
+	size_t after = xallocx(p, 2 * MiB, 0, 0);
+	ck_assert(after == before || after >= 2 * MiB);
+	ck_assert_uint_eq(sallocx(p, 0), after);
+	ck_assert_uint_eq(xallocx(p, MiB / 2 + 1, 0, 0), sallocx(p, 0));
+	ck_assert(zk_owns(p));
+	ck_assert_int_eq(p[MiB / 2], 'p');
+	/* rallocx keeps it in the phase */
+	p = rallocx(p, 8 * MiB, 0);
+	ck_assert(zk_owns(p));
+	ck_assert_int_eq(p[MiB / 2], 'p');
+	/* sized free of a phase block: the memory is reused in the phase */
+	sdallocx(p, 8 * MiB, 0);
+	void *q = mallocx(8 * MiB, 0);
+	ck_assert(zk_owns(q));
+	dallocx(q, 0);
+	/* alignment and zeroing flags on phase memory */
+	unsigned char *z =
+	    mallocx(4 * MiB, MALLOCX_ALIGN(2 * MiB) | MALLOCX_ZERO);
+	ck_assert(zk_owns(z) && aligned_to(z, 2 * MiB));
+	for (size_t i = 0; i < 4 * MiB; i += 4093)
+		ck_assert_int_eq(z[i], 0);
+	sdallocx(z, 4 * MiB, MALLOCX_ALIGN(2 * MiB));
+	/* an explicit arena bypasses routing; small requests are ordinary */
+	void *a0 = mallocx(MiB, MALLOCX_ARENA(0));
+	ck_assert(!zk_owns(a0));
+	dallocx(a0, 0);
+	void *s = mallocx(64, 0);
+	ck_assert(!zk_owns(s));
+	sdallocx(s, 64, 0);
+	/* phase blocks freed after the phase ended, through every free */
+	char *b1 = mallocx(MiB, 0), *b2 = malloc(MiB), *b3 = mallocx(MiB, 0);
+	char *b4 = malloc(MiB);
+	ck_assert(zk_owns(b1) && zk_owns(b2) && zk_owns(b3) && zk_owns(b4));
+	ck_assert_int_eq(zk_end_phase(), 0);
+	memset(b4, 4, MiB);
+	b4 = realloc(b4, 2 * MiB); /* sticky: still its slab's */
+	ck_assert(zk_owns(b4));
+	ck_assert_int_eq(b4[MiB - 1], 4);
+	free(b1);
+	sdallocx(b2, MiB, 0);
+	dallocx(b3, 0);
+	free(b4);
+	/* outside the phase the same calls are ordinary memory */
+	p = mallocx(MiB, 0);
+	ck_assert(!zk_owns(p));
+	dallocx(p, 0);
+}
+END_TEST
+
+static void collect_stats(void *opaque, const char *text)
+{
+	size_t *n = opaque;
+	if (strstr(text, "jemalloc") != NULL)
+		n[0]++;
+	n[1] += strlen(text);
+}
+
+START_TEST(stats_print_is_jemalloc_s)
+{
+	size_t seen[2] = {0, 0};
+	malloc_stats_print(collect_stats, seen, NULL);
+	ck_assert_uint_gt(seen[0], 0);
+	ck_assert_uint_gt(seen[1], 100);
 }
 END_TEST
 
@@ -388,10 +586,14 @@ static Suite *suite(void)
 	tcase_add_test(t, aligned_family);
 	tcase_add_test(t, usable_size);
 	tcase_add_test(t, libc_internal_allocations);
+	tcase_add_test(t, alignment_of_every_path);
+	tcase_add_test(t, allocx_outside_phase);
+	tcase_add_test(t, stats_print_is_jemalloc_s);
 	suite_add_tcase(s, t);
 	t = tcase_create("phases");
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, family_routes_into_phase);
+	tcase_add_test(t, allocx_routes_into_phase);
 	tcase_add_test(t, calloc_after_reuse_is_zero);
 	tcase_add_test(t, mallctl_split);
 	tcase_add_test(t, threads_in_phase);
