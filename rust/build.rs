@@ -1,0 +1,206 @@
+//! Links zkalloc's C library into the crate, one of two ways:
+//!
+//! * default: the installed libzkalloc.so, found with the `pkg-config` binary
+//!   (`pkg-config --libs zkalloc`, which also names Debian's libjemalloc).
+//!   PKG_CONFIG_PATH=<repo>/build/meson-uninstalled picks an uninstalled meson
+//!   build instead. Library directories outside the system ones get an rpath
+//!   for this package's own tests and examples.
+//! * feature `bundled`: the core sources (../src, the list in src/meson.build)
+//!   compiled with the system C compiler into a static library, against the
+//!   header of a prefixed jemalloc (tikv-jemallocator's `_rjem_` build) in
+//!   $ZKALLOC_JEMALLOC_DIR/include, and that jemalloc's static library from
+//!   $ZKALLOC_JEMALLOC_DIR/lib linked too, unless ZKALLOC_JEMALLOC_LINK=0 (the
+//!   binary already links it, e.g. through tikv-jemalloc-sys).
+//!
+//! No crates: std::process::Command only, so the crate builds offline.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
+        bundled();
+    } else {
+        pkg_config();
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("zkalloc build: {msg}");
+    panic!("zkalloc build: {msg}");
+}
+
+// ---------------------------------------------------------------- pkg-config
+
+fn pkg_config() {
+    for v in ["PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "ZKALLOC_NO_RPATH"] {
+        println!("cargo:rerun-if-env-changed={v}");
+    }
+    let pc = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into());
+    let out = Command::new(&pc)
+        .args(["--libs", "zkalloc"])
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run `{pc}` ({e}); install pkg-config, or build with --features bundled")));
+    if !out.status.success() {
+        fail(&format!(
+            "`{pc} --libs zkalloc` failed: {}\n  Install libzkalloc (meson install), or point PKG_CONFIG_PATH at \
+             a meson build's meson-uninstalled/ directory, or build with --features bundled.",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let libs = String::from_utf8(out.stdout).unwrap_or_else(|_| fail("pkg-config printed non-UTF-8"));
+    let system_dirs = ["/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"];
+    let rpath = env::var_os("ZKALLOC_NO_RPATH").is_none();
+    let mut saw_zkalloc = false;
+    for tok in libs.split_whitespace() {
+        if let Some(dir) = tok.strip_prefix("-L") {
+            println!("cargo:rustc-link-search=native={dir}");
+            if rpath && !system_dirs.contains(&dir.trim_end_matches('/')) {
+                // Only this package's tests and examples get it (cargo
+                // applies link-arg to the package's own final artifacts).
+                println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+            }
+        } else if let Some(lib) = tok.strip_prefix("-l") {
+            saw_zkalloc |= lib == "zkalloc";
+            println!("cargo:rustc-link-lib={lib}");
+        } else if tok == "-pthread" {
+            println!("cargo:rustc-link-lib=pthread");
+        }
+    }
+    if !saw_zkalloc {
+        fail(&format!("`{pc} --libs zkalloc` did not name -lzkalloc: {libs}"));
+    }
+}
+
+// ------------------------------------------------------------------- bundled
+
+fn bundled() {
+    for v in ["ZKALLOC_JEMALLOC_DIR", "ZKALLOC_JEMALLOC_LINK", "ZKALLOC_SRC_DIR", "CC", "AR", "CFLAGS"] {
+        println!("cargo:rerun-if-env-changed={v}");
+    }
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = env::var_os("ZKALLOC_SRC_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join(".."));
+    let src = root.join("src");
+    let include = root.join("include");
+    let je = match env::var_os("ZKALLOC_JEMALLOC_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => fail(
+            "feature `bundled` needs ZKALLOC_JEMALLOC_DIR: the install prefix of a prefixed jemalloc 5.3 \
+             (include/jemalloc/jemalloc.h and lib/libjemalloc_pic.a), e.g. the `_rjem_` build of \
+             scripts/jemalloc-rjem or tikv-jemalloc-sys's OUT_DIR",
+        ),
+    };
+    let je_header = je.join("include/jemalloc/jemalloc.h");
+    if !je_header.is_file() {
+        fail(&format!("{} not found (ZKALLOC_JEMALLOC_DIR)", je_header.display()));
+    }
+    println!("cargo:rerun-if-changed={}", je_header.display());
+
+    let sources = core_sources(&src);
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
+    let ar = env::var("AR").unwrap_or_else(|_| "ar".into());
+    let extra: Vec<String> = env::var("CFLAGS").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();
+
+    let mut objects = Vec::new();
+    for name in &sources {
+        let c = src.join(name);
+        println!("cargo:rerun-if-changed={}", c.display());
+        let obj = out.join(name.replace(".c", ".o"));
+        // The flags of src/meson.build's zk_core, plus what meson adds
+        // itself (-std=gnu11, PIC, hidden visibility).
+        let status = Command::new(&cc)
+            .args(["-std=gnu11", "-O2", "-g", "-fPIC", "-fvisibility=hidden", "-pthread"])
+            .args(["-DZK_BUILDING_LIBRARY", "-fno-semantic-interposition"])
+            .arg(format!("-I{}", je.join("include").display()))
+            .arg(format!("-I{}", include.display()))
+            .arg("-iquote")
+            .arg(&src)
+            .args(&extra)
+            .arg("-c")
+            .arg(&c)
+            .arg("-o")
+            .arg(&obj)
+            .status()
+            .unwrap_or_else(|e| fail(&format!("cannot run C compiler `{cc}`: {e}")));
+        if !status.success() {
+            fail(&format!("`{cc}` failed on {}", c.display()));
+        }
+        objects.push(obj);
+    }
+    for h in fs::read_dir(&src).unwrap().flatten() {
+        if h.path().extension().is_some_and(|e| e == "h") {
+            println!("cargo:rerun-if-changed={}", h.path().display());
+        }
+    }
+    println!("cargo:rerun-if-changed={}", include.join("zkalloc.h").display());
+
+    let lib = out.join("libzkalloc_bundled.a");
+    let _ = fs::remove_file(&lib);
+    let status = Command::new(&ar)
+        .arg("crs")
+        .arg(&lib)
+        .args(&objects)
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run `{ar}`: {e}")));
+    if !status.success() {
+        fail(&format!("`{ar}` failed"));
+    }
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=zkalloc_bundled");
+
+    if env::var("ZKALLOC_JEMALLOC_LINK").map(|v| v != "0").unwrap_or(true) {
+        let libdir = je.join("lib");
+        let name = ["jemalloc_pic", "jemalloc"]
+            .into_iter()
+            .find(|n| libdir.join(format!("lib{n}.a")).is_file())
+            .unwrap_or_else(|| {
+                fail(&format!(
+                    "no libjemalloc_pic.a or libjemalloc.a in {} (set ZKALLOC_JEMALLOC_LINK=0 if the binary \
+                     links the jemalloc itself)",
+                    libdir.display()
+                ))
+            });
+        println!("cargo:rerun-if-changed={}", libdir.join(format!("lib{name}.a")).display());
+        println!("cargo:rustc-link-search=native={}", libdir.display());
+        println!("cargo:rustc-link-lib=static={name}");
+    }
+    for l in ["pthread", "dl", "m"] {
+        println!("cargo:rustc-link-lib={l}");
+    }
+}
+
+/// The core's C files, as src/meson.build lists them in `zk_sources =
+/// files(...)`, so the bundled build follows the library's own list.
+fn core_sources(src: &Path) -> Vec<String> {
+    let mb = src.join("meson.build");
+    println!("cargo:rerun-if-changed={}", mb.display());
+    let text = fs::read_to_string(&mb).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read {} ({e}): feature `bundled` compiles zkalloc's C sources, which live next to rust/ \
+             in the zkalloc repository (or set ZKALLOC_SRC_DIR to that repository)",
+            mb.display()
+        ))
+    });
+    let start = text
+        .find("zk_sources = files(")
+        .unwrap_or_else(|| fail(&format!("no `zk_sources = files(` in {}", mb.display())));
+    let body = &text[start + "zk_sources = files(".len()..];
+    let end = body.find(')').unwrap_or_else(|| fail("unterminated zk_sources list"));
+    let mut files = Vec::new();
+    for line in body[..end].lines() {
+        let line = line.split('#').next().unwrap();
+        for part in line.split('\'').skip(1).step_by(2) {
+            if part.ends_with(".c") {
+                files.push(part.to_string());
+            }
+        }
+    }
+    if files.is_empty() {
+        fail(&format!("zk_sources in {} names no .c file", mb.display()));
+    }
+    files
+}
