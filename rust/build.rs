@@ -36,14 +36,23 @@ fn fail(msg: &str) -> ! {
 // ---------------------------------------------------------------- pkg-config
 
 fn pkg_config() {
-    for v in ["PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "ZKALLOC_NO_RPATH"] {
+    for v in [
+        "PKG_CONFIG",
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_LIBDIR",
+        "ZKALLOC_NO_RPATH",
+    ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
     let pc = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into());
     let out = Command::new(&pc)
         .args(["--libs", "zkalloc"])
         .output()
-        .unwrap_or_else(|e| fail(&format!("cannot run `{pc}` ({e}); install pkg-config, or build with --features bundled")));
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot run `{pc}` ({e}); install pkg-config, or build with --features bundled"
+            ))
+        });
     if !out.status.success() {
         fail(&format!(
             "`{pc} --libs zkalloc` failed: {}\n  Install libzkalloc (meson install), or point PKG_CONFIG_PATH at \
@@ -51,8 +60,16 @@ fn pkg_config() {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let libs = String::from_utf8(out.stdout).unwrap_or_else(|_| fail("pkg-config printed non-UTF-8"));
-    let system_dirs = ["/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"];
+    let libs =
+        String::from_utf8(out.stdout).unwrap_or_else(|_| fail("pkg-config printed non-UTF-8"));
+    let system_dirs = [
+        "/lib",
+        "/usr/lib",
+        "/lib64",
+        "/usr/lib64",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+    ];
     let rpath = env::var_os("ZKALLOC_NO_RPATH").is_none();
     let mut saw_zkalloc = false;
     for tok in libs.split_whitespace() {
@@ -71,18 +88,29 @@ fn pkg_config() {
         }
     }
     if !saw_zkalloc {
-        fail(&format!("`{pc} --libs zkalloc` did not name -lzkalloc: {libs}"));
+        fail(&format!(
+            "`{pc} --libs zkalloc` did not name -lzkalloc: {libs}"
+        ));
     }
 }
 
 // ------------------------------------------------------------------- bundled
 
 fn bundled() {
-    for v in ["ZKALLOC_JEMALLOC_DIR", "ZKALLOC_JEMALLOC_LINK", "ZKALLOC_SRC_DIR", "CC", "AR", "CFLAGS"] {
+    for v in [
+        "ZKALLOC_JEMALLOC_DIR",
+        "ZKALLOC_JEMALLOC_LINK",
+        "ZKALLOC_SRC_DIR",
+        "CC",
+        "AR",
+        "CFLAGS",
+    ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = env::var_os("ZKALLOC_SRC_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join(".."));
+    let root = env::var_os("ZKALLOC_SRC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join(".."));
     let src = root.join("src");
     let include = root.join("include");
     let je = match env::var_os("ZKALLOC_JEMALLOC_DIR") {
@@ -95,7 +123,10 @@ fn bundled() {
     };
     let je_header = je.join("include/jemalloc/jemalloc.h");
     if !je_header.is_file() {
-        fail(&format!("{} not found (ZKALLOC_JEMALLOC_DIR)", je_header.display()));
+        fail(&format!(
+            "{} not found (ZKALLOC_JEMALLOC_DIR)",
+            je_header.display()
+        ));
     }
     println!("cargo:rerun-if-changed={}", je_header.display());
 
@@ -103,7 +134,9 @@ fn bundled() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let ar = env::var("AR").unwrap_or_else(|_| "ar".into());
-    let extra: Vec<String> = env::var("CFLAGS").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();
+    let extra: Vec<String> = env::var("CFLAGS")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
 
     let mut objects = Vec::new();
     for name in &sources {
@@ -113,7 +146,14 @@ fn bundled() {
         // The flags of src/meson.build's zk_core, plus what meson adds
         // itself (-std=gnu11, PIC, hidden visibility).
         let status = Command::new(&cc)
-            .args(["-std=gnu11", "-O2", "-g", "-fPIC", "-fvisibility=hidden", "-pthread"])
+            .args([
+                "-std=gnu11",
+                "-O2",
+                "-g",
+                "-fPIC",
+                "-fvisibility=hidden",
+                "-pthread",
+            ])
             .args(["-DZK_BUILDING_LIBRARY", "-fno-semantic-interposition"])
             .arg(format!("-I{}", je.join("include").display()))
             .arg(format!("-I{}", include.display()))
@@ -136,7 +176,10 @@ fn bundled() {
             println!("cargo:rerun-if-changed={}", h.path().display());
         }
     }
-    println!("cargo:rerun-if-changed={}", include.join("zkalloc.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("zkalloc.h").display()
+    );
 
     let lib = out.join("libzkalloc_bundled.a");
     let _ = fs::remove_file(&lib);
@@ -152,7 +195,10 @@ fn bundled() {
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=zkalloc_bundled");
 
-    if env::var("ZKALLOC_JEMALLOC_LINK").map(|v| v != "0").unwrap_or(true) {
+    if env::var("ZKALLOC_JEMALLOC_LINK")
+        .map(|v| v != "0")
+        .unwrap_or(true)
+    {
         let libdir = je.join("lib");
         let name = ["jemalloc_pic", "jemalloc"]
             .into_iter()
@@ -164,7 +210,10 @@ fn bundled() {
                     libdir.display()
                 ))
             });
-        println!("cargo:rerun-if-changed={}", libdir.join(format!("lib{name}.a")).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            libdir.join(format!("lib{name}.a")).display()
+        );
         println!("cargo:rustc-link-search=native={}", libdir.display());
         println!("cargo:rustc-link-lib=static={name}");
     }
@@ -189,7 +238,9 @@ fn core_sources(src: &Path) -> Vec<String> {
         .find("zk_sources = files(")
         .unwrap_or_else(|| fail(&format!("no `zk_sources = files(` in {}", mb.display())));
     let body = &text[start + "zk_sources = files(".len()..];
-    let end = body.find(')').unwrap_or_else(|| fail("unterminated zk_sources list"));
+    let end = body
+        .find(')')
+        .unwrap_or_else(|| fail("unterminated zk_sources list"));
     let mut files = Vec::new();
     for line in body[..end].lines() {
         let line = line.split('#').next().unwrap();

@@ -10,5 +10,10 @@ static A: System = System;
 mod workload;
 
 fn main() {
-    workload::main_with(workload::Allocator { label: "system", begin: || {}, end: || {}, extra: String::new });
+    workload::main_with(workload::Allocator {
+        label: "system",
+        begin: || {},
+        end: || {},
+        extra: String::new,
+    });
 }

@@ -16,7 +16,10 @@ fn main() {
         extra: || {
             let (c, b) = zkalloc::overflow_stats();
             let s = zkalloc::stats();
-            format!(" overflow_count={c} overflow_bytes={b} phase_resident_mib={:.1}", s.resident_bytes as f64 / (1 << 20) as f64)
+            format!(
+                " overflow_count={c} overflow_bytes={b} phase_resident_mib={:.1}",
+                s.resident_bytes as f64 / (1 << 20) as f64
+            )
         },
     });
 }

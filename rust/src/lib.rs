@@ -243,7 +243,9 @@ pub struct PhaseGuard {
 impl PhaseGuard {
     /// Begins a phase, or joins the active one.
     pub fn new() -> Self {
-        PhaseGuard { began: try_begin_phase().is_ok() }
+        PhaseGuard {
+            began: try_begin_phase().is_ok(),
+        }
     }
 
     /// True if this guard began the phase (and will end it), false if it
@@ -354,7 +356,13 @@ fn mallctl_read<T: Copy + Default>(name: &CStr) -> T {
     let mut len = std::mem::size_of::<T>();
     // SAFETY: v is a T of len bytes; a read-only name takes no new value.
     let rc = unsafe {
-        ffi::zk_mallctl(name.as_ptr(), (&mut v as *mut T).cast(), &mut len, std::ptr::null_mut(), 0)
+        ffi::zk_mallctl(
+            name.as_ptr(),
+            (&mut v as *mut T).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
     };
     assert_eq!(rc, 0, "zk_mallctl({name:?}) failed with {rc}");
     v

@@ -13,20 +13,39 @@ static A: ZkAllocator = ZkAllocator;
 
 fn run_child(check: &str) -> (std::process::ExitStatus, String, String) {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_stale_write", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_stale_write",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("ZK_ALLOC_CHECK", check)
         .env("ZKALLOC_TEST_CHILD", "1")
         .output()
         .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn stale_phase_write_is_caught_in_checked_mode() {
     let (status, stdout, stderr) = run_child("1");
-    assert!(stdout.contains("child_stale_write: writing"), "the child did not get to the write:\n{stdout}\n{stderr}");
-    assert!(!status.success(), "checked mode let a stale write pass:\n{stdout}\n{stderr}");
-    assert!(stderr.contains("use after zk_begin_phase"), "no checked-mode report:\n{stderr}");
+    assert!(
+        stdout.contains("child_stale_write: writing"),
+        "the child did not get to the write:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !status.success(),
+        "checked mode let a stale write pass:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("use after zk_begin_phase"),
+        "no checked-mode report:\n{stderr}"
+    );
     assert!(!stdout.contains("child_stale_write: survived"));
 }
 
@@ -40,7 +59,11 @@ fn stale_phase_write_is_silent_without_checked_mode() {
 #[test]
 #[ignore = "run by the tests above in a child process"]
 fn child_stale_write() {
-    assert_eq!(std::env::var("ZKALLOC_TEST_CHILD").as_deref(), Ok("1"), "run me through the parent tests");
+    assert_eq!(
+        std::env::var("ZKALLOC_TEST_CHILD").as_deref(),
+        Ok("1"),
+        "run me through the parent tests"
+    );
     // A proof's result kept past the next begin_phase: the bug the phase
     // contract forbids and safe Rust cannot see.
     let kept: Vec<u8> = zkalloc::phase(|| vec![1u8; 1 << 20]);

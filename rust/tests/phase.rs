@@ -39,7 +39,10 @@ fn panic_inside_phase_ends_the_phase() {
         })
     });
     assert!(r.is_err());
-    assert!(!zkalloc::phase_active(), "the unwinding phase was not ended");
+    assert!(
+        !zkalloc::phase_active(),
+        "the unwinding phase was not ended"
+    );
     assert_eq!(zkalloc::phase_epoch(), e0 + 1);
 
     // The same with a PhaseGuard.
@@ -52,7 +55,10 @@ fn panic_inside_phase_ends_the_phase() {
         })
     });
     assert!(r.is_err());
-    assert!(!zkalloc::phase_active(), "PhaseGuard did not end the phase on unwind");
+    assert!(
+        !zkalloc::phase_active(),
+        "PhaseGuard did not end the phase on unwind"
+    );
 
     // The next phase begins normally.
     assert_eq!(zkalloc::try_begin_phase(), Ok(()));
@@ -68,11 +74,18 @@ fn nested_phase_joins_the_outer_one() {
         let outer = vec![3u32; MIB];
         let inner_sum: u64 = zkalloc::phase(|| {
             assert!(zkalloc::phase_active());
-            assert_eq!(zkalloc::phase_epoch(), e, "a nested phase must not begin a new one");
+            assert_eq!(
+                zkalloc::phase_epoch(),
+                e,
+                "a nested phase must not begin a new one"
+            );
             let v = vec![5u32; MIB];
             v.iter().map(|&x| x as u64).sum()
         });
-        assert!(zkalloc::phase_active(), "the inner phase() ended the outer phase");
+        assert!(
+            zkalloc::phase_active(),
+            "the inner phase() ended the outer phase"
+        );
         assert_eq!(inner_sum, 5 * MIB as u64);
         assert!(outer.iter().all(|&x| x == 3));
         // A guard made inside joins too.
@@ -83,7 +96,10 @@ fn nested_phase_joins_the_outer_one() {
         // A panic in a nested phase, caught inside the outer one.
         let r = quiet_panics(|| catch_unwind(|| zkalloc::phase(|| panic!("inner"))));
         assert!(r.is_err());
-        assert!(zkalloc::phase_active(), "an inner panic ended the outer phase");
+        assert!(
+            zkalloc::phase_active(),
+            "an inner panic ended the outer phase"
+        );
         assert_eq!(zkalloc::try_begin_phase(), Err(zkalloc::PhaseBusy));
     });
     assert!(!zkalloc::phase_active());
@@ -99,7 +115,10 @@ fn begin_phase_twice_panics_and_changes_nothing() {
     assert!(r.is_err(), "a second begin_phase must panic");
     assert!(zkalloc::phase_active());
     assert_eq!(zkalloc::phase_epoch(), e);
-    assert!(v.iter().all(|&b| b == 9), "a refused begin_phase touched phase memory");
+    assert!(
+        v.iter().all(|&b| b == 9),
+        "a refused begin_phase touched phase memory"
+    );
     drop(v);
     zkalloc::end_phase();
     zkalloc::end_phase(); // idempotent
@@ -125,7 +144,10 @@ fn vec_growth_inside_a_phase() {
         for i in 0..(32 * MIB / 8) as u64 {
             w.push(mix(0, i));
         }
-        assert!(zkalloc::owns(w.as_ptr()), "a phase block left the phase when it grew");
+        assert!(
+            zkalloc::owns(w.as_ptr()),
+            "a phase block left the phase when it grew"
+        );
         assert!(w.iter().enumerate().all(|(i, &x)| x == mix(0, i as u64)));
         w.truncate(10);
         w.shrink_to_fit();
@@ -167,7 +189,10 @@ fn zeroed_memory_is_zero_on_reused_pages() {
         zkalloc::phase(|| {
             let z = vec![0u64; 32 * MIB / 8];
             assert!(zkalloc::owns(z.as_ptr()));
-            assert!(z.iter().all(|&x| x == 0), "round {round}: vec![0; n] not zero");
+            assert!(
+                z.iter().all(|&x| x == 0),
+                "round {round}: vec![0; n] not zero"
+            );
             drop(z);
             // Dirty the pages the next round's zeroed vector will get.
             let d = vec![0xffu8; 32 * MIB];
@@ -180,7 +205,12 @@ fn zeroed_memory_is_zero_on_reused_pages() {
 fn over_aligned_blocks() {
     let _l = lock();
     zkalloc::phase(|| {
-        for &(size, align) in &[(MIB, 4096), (4 * MIB, 2 * MIB), (100, 64), (64 * 1024, 32 * 1024)] {
+        for &(size, align) in &[
+            (MIB, 4096),
+            (4 * MIB, 2 * MIB),
+            (100, 64),
+            (64 * 1024, 32 * 1024),
+        ] {
             let l = Layout::from_size_align(size, align).unwrap();
             // SAFETY: l has a non-zero size; every block is freed with its layout.
             unsafe {
@@ -220,12 +250,14 @@ fn threads_inside_a_phase() {
                                 v.push(mix(t + round, i));
                             }
                             // Small bookkeeping and a growing vector too.
-                            let names: Vec<String> = (0..1000).map(|i| format!("{t}-{i}")).collect();
+                            let names: Vec<String> =
+                                (0..1000).map(|i| format!("{t}-{i}")).collect();
                             let mut g = Vec::new();
                             for i in 0..MIB as u64 {
                                 g.push(i as u8);
                             }
-                            v.iter().fold(names.len() as u64 + g.len() as u64, |a, &x| mix(a, x))
+                            v.iter()
+                                .fold(names.len() as u64 + g.len() as u64, |a, &x| mix(a, x))
                         })
                     })
                     .collect();
@@ -233,7 +265,8 @@ fn threads_inside_a_phase() {
             });
             for (t, &s) in sums.iter().enumerate() {
                 let t = t as u64;
-                let want = (0..(16 * MIB / 8) as u64).fold(1000 + MIB as u64, |a, i| mix(a, mix(t + round, i)));
+                let want = (0..(16 * MIB / 8) as u64)
+                    .fold(1000 + MIB as u64, |a, i| mix(a, mix(t + round, i)));
                 assert_eq!(s, want, "round {round}, thread {t}");
             }
             assert!(main_buf.iter().all(|&x| x == round));
@@ -265,7 +298,11 @@ fn more_threads_than_slabs_overflow_and_stay_correct() {
     });
     let (c1, b1) = zkalloc::overflow_stats();
     // The main thread may hold a slab too.
-    assert!(c1 - c0 >= nthreads - nslabs, "{nthreads} threads on {nslabs} slabs: {} overflows", c1 - c0);
+    assert!(
+        c1 - c0 >= nthreads - nslabs,
+        "{nthreads} threads on {nslabs} slabs: {} overflows",
+        c1 - c0
+    );
     assert!(b1 - b0 >= (nthreads - nslabs) * MIB);
     zkalloc::reset_overflow_stats();
     assert_eq!(zkalloc::overflow_stats(), (0, 0));

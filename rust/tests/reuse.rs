@@ -18,7 +18,10 @@ const PAGES: u64 = (BIG / 4096) as u64;
 fn proof(seed: u64) -> u64 {
     let n = BIG / 8;
     let mut v: Vec<u64> = Vec::with_capacity(n);
-    assert!(zkalloc::owns(v.as_ptr()), "a 64 MiB vector in a phase must be phase memory");
+    assert!(
+        zkalloc::owns(v.as_ptr()),
+        "a 64 MiB vector in a phase must be phase memory"
+    );
     for i in 0..n as u64 {
         v.push(i.wrapping_mul(seed | 1));
     }
@@ -51,13 +54,27 @@ fn phase_memory_is_reused_across_proofs() {
         assert_eq!(got, want, "proof {k}: data changed");
     }
     let st = zkalloc::stats();
-    println!("faults per proof (64 MiB = {PAGES} pages): {faults:?}; resident phase bytes {}", st.resident_bytes);
+    println!(
+        "faults per proof (64 MiB = {PAGES} pages): {faults:?}; resident phase bytes {}",
+        st.resident_bytes
+    );
     assert!(st.region_reserved, "the phase region was not reserved");
-    assert!(st.resident_bytes >= BIG, "phase pages should stay resident: {st:?}");
+    assert!(
+        st.resident_bytes >= BIG,
+        "phase pages should stay resident: {st:?}"
+    );
     // The cold proof touches every page of the vector for the first time.
-    assert!(faults[0] >= PAGES * 9 / 10, "cold proof faulted only {} of {PAGES} pages", faults[0]);
+    assert!(
+        faults[0] >= PAGES * 9 / 10,
+        "cold proof faulted only {} of {PAGES} pages",
+        faults[0]
+    );
     // Warm proofs reuse them: near zero, far below the cold one.
     for (i, &f) in faults.iter().enumerate().skip(1) {
-        assert!(f < PAGES / 20, "warm proof {i} faulted {f} pages (cold: {})", faults[0]);
+        assert!(
+            f < PAGES / 20,
+            "warm proof {i} faulted {f} pages (cold: {})",
+            faults[0]
+        );
     }
 }

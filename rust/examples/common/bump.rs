@@ -14,7 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
 
 extern "C" {
-    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void;
+    fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        off: i64,
+    ) -> *mut c_void;
     fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
     fn getenv(name: *const c_char) -> *const c_char;
     fn strtod(s: *const c_char, end: *mut *mut c_char) -> f64;
@@ -56,7 +63,11 @@ fn reserve() {
         // SAFETY: plain libc calls on a NUL-terminated name.
         let gb = unsafe {
             let v = getenv(c"ZK_ALLOC_SLAB_GB".as_ptr());
-            if v.is_null() { 8.0 } else { strtod(v, std::ptr::null_mut()) }
+            if v.is_null() {
+                8.0
+            } else {
+                strtod(v, std::ptr::null_mut())
+            }
         };
         let gb = if gb > 0.0 { gb } else { 8.0 };
         let slab = ((gb * (1u64 << 30) as f64) as usize + (2 << 20) - 1) & !((2 << 20) - 1);
@@ -66,7 +77,14 @@ fn reserve() {
         let size = slab * nslabs;
         // SAFETY: an anonymous private mapping; only this module uses it.
         let p = unsafe {
-            mmap(std::ptr::null_mut(), size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            mmap(
+                std::ptr::null_mut(),
+                size,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                -1,
+                0,
+            )
         };
         if p as isize == -1 {
             std::process::abort();

@@ -12,6 +12,7 @@
 //!     vector and its Merkle tree, the previous round freed;
 //!   * per-thread hash maps of 16 B - 4 KiB records (bookkeeping), half of
 //!     them replaced during the proof.
+//!
 //! Threads: a persistent pool of `--threads` (std::thread::scope around all
 //! proofs, like a rayon pool), stages split into tasks.
 //! Every proof's checksum covers all of it and is the same for every
@@ -219,7 +220,9 @@ struct Book {
 }
 
 fn consume(key: u32, r: &[u8]) -> u64 {
-    mix64(r.iter().fold(key as u64, |a, &b| a.wrapping_mul(31).wrapping_add(b as u64)))
+    mix64(r.iter().fold(key as u64, |a, &b| {
+        a.wrapping_mul(31).wrapping_add(b as u64)
+    }))
 }
 
 impl Book {
@@ -244,7 +247,9 @@ impl Book {
             let h = mix64(id ^ self.seed ^ 0xabcdef);
             let lo = 16usize << (h % 9);
             let len = (lo + (h >> 8) as usize % lo).min(4096);
-            let rec: Vec<u8> = (0..len).map(|j| (h >> (8 * (j & 7))) as u8 ^ j as u8).collect();
+            let rec: Vec<u8> = (0..len)
+                .map(|j| (h >> (8 * (j & 7))) as u8 ^ j as u8)
+                .collect();
             let key = mix64(id % (self.limit / 2 + 1)) as u32;
             if let Some(old) = map.insert(key, rec) {
                 self.sum.fetch_add(consume(key, &old), Ordering::Relaxed);
@@ -274,7 +279,11 @@ const TASK_ROWS: usize = 256;
 
 /// One butterfly per row pair (a[r], b[r]), twiddle tw[(i0 + r) * stride].
 fn butterflies(a: &mut [u32], b: &mut [u32], i0: usize, width: usize, tw: &[u32], stride: usize) {
-    for (r, (ra, rb)) in a.chunks_exact_mut(width).zip(b.chunks_exact_mut(width)).enumerate() {
+    for (r, (ra, rb)) in a
+        .chunks_exact_mut(width)
+        .zip(b.chunks_exact_mut(width))
+        .enumerate()
+    {
         let w = tw[(i0 + r) * stride];
         for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
             let (u, v) = (*x, *y);
@@ -300,7 +309,9 @@ fn ntt_rows(m: &mut [u32], rows: usize, width: usize, tw: &[u32], pool: &Pool) {
                     jobs.push((a, b, k * TASK_ROWS));
                 }
             }
-            pool.each(jobs, |_, (a, b, i0)| butterflies(a, b, i0, width, tw, stride));
+            pool.each(jobs, |_, (a, b, i0)| {
+                butterflies(a, b, i0, width, tw, stride)
+            });
         } else {
             let jobs: Vec<_> = m.chunks_mut(2 * TASK_ROWS * width).collect();
             pool.each(jobs, |_, seg| {
@@ -353,8 +364,10 @@ impl Merkle {
     fn build(m: &[u32], width: usize, pool: &Pool) -> Merkle {
         let rows = m.len() / width;
         let mut leaves = vec![[0u32; 8]; rows];
-        let jobs: Vec<(&mut [[u32; 8]], &[u32])> =
-            leaves.chunks_mut(TASK_ROWS).zip(m.chunks(TASK_ROWS * width)).collect();
+        let jobs: Vec<(&mut [[u32; 8]], &[u32])> = leaves
+            .chunks_mut(TASK_ROWS)
+            .zip(m.chunks(TASK_ROWS * width))
+            .collect();
         pool.each(jobs, |_, (out, rows)| {
             for (d, row) in out.iter_mut().zip(rows.chunks_exact(width)) {
                 *d = digest(row);
@@ -409,7 +422,8 @@ fn prove(p: &Params, pool: &Pool, seed: u64) -> u64 {
     let book = Book::new(pool.threads, p.small as u64, ps);
     // SAFETY: the pool's reference to book is removed below, before book
     // is dropped, and no stage runs in between.
-    *pool.book.lock().unwrap() = Some(unsafe { std::mem::transmute::<&Book, &'static Book>(&book) });
+    *pool.book.lock().unwrap() =
+        Some(unsafe { std::mem::transmute::<&Book, &'static Book>(&book) });
 
     let tw = twiddles(rows);
     let aux_w = (p.width / 4).max(1);
@@ -537,7 +551,11 @@ fn usage() -> Usage {
         r
     };
     let tv = |t: [c_long; 2]| t[0] as f64 + t[1] as f64 * 1e-6;
-    Usage { cpu: tv(r.utime) + tv(r.stime), minflt: r.minflt as u64, maxrss_kib: r.maxrss as u64 }
+    Usage {
+        cpu: tv(r.utime) + tv(r.stime),
+        minflt: r.minflt as u64,
+        maxrss_kib: r.maxrss as u64,
+    }
 }
 
 /// The shared object that provides `malloc` in this process (the System
@@ -578,10 +596,15 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 pub fn main_with(a: Allocator) {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|x| x == "-h" || x == "--help") {
-        println!("usage: {} [--proofs K] [--threads T] [--log-n L] [--width W] [--small S]", args[0]);
+        println!(
+            "usage: {} [--proofs K] [--threads T] [--log-n L] [--width W] [--small S]",
+            args[0]
+        );
         return;
     }
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let p = Params {
         log_n: arg(&args, "--log-n", 15),
         width: arg(&args, "--width", 256),
@@ -598,30 +621,30 @@ pub fn main_with(a: Allocator) {
     let (mut cold_cpu, mut cold_flt) = (0f64, 0u64);
     let pool = &Pool::new(p.threads);
     std::thread::scope(|s| {
-    for t in 1..p.threads {
-        s.spawn(move || pool.worker(t));
-    }
-    for k in 0..proofs {
-        let u0 = usage();
-        let t0 = Instant::now();
-        (a.begin)();
-        let ck = prove(&p, pool, 1000 + k as u64 % 3);
-        (a.end)();
-        let wall = t0.elapsed().as_secs_f64();
-        let u1 = usage();
-        let (cpu, flt) = (u1.cpu - u0.cpu, u1.minflt - u0.minflt);
-        println!("proof {k}: wall {wall:.3} s, cpu {cpu:.3} s, minor faults {flt}, checksum {ck:016x}");
-        total = mix64(total ^ ck);
-        if k == 0 {
-            cold_cpu = cpu;
-            cold_flt = flt;
-        } else {
-            wcpu += cpu;
-            wwall += wall;
-            wflt += flt;
+        for t in 1..p.threads {
+            s.spawn(move || pool.worker(t));
         }
-    }
-    pool.stop();
+        for k in 0..proofs {
+            let u0 = usage();
+            let t0 = Instant::now();
+            (a.begin)();
+            let ck = prove(&p, pool, 1000 + k as u64 % 3);
+            (a.end)();
+            let wall = t0.elapsed().as_secs_f64();
+            let u1 = usage();
+            let (cpu, flt) = (u1.cpu - u0.cpu, u1.minflt - u0.minflt);
+            println!("proof {k}: wall {wall:.3} s, cpu {cpu:.3} s, minor faults {flt}, checksum {ck:016x}");
+            total = mix64(total ^ ck);
+            if k == 0 {
+                cold_cpu = cpu;
+                cold_flt = flt;
+            } else {
+                wcpu += cpu;
+                wwall += wall;
+                wflt += flt;
+            }
+        }
+        pool.stop();
     });
     let warm = (proofs - 1) as f64;
     let u = usage();
