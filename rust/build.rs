@@ -130,7 +130,7 @@ fn bundled() {
     }
     println!("cargo:rerun-if-changed={}", je_header.display());
 
-    let sources = core_sources(&src);
+    let (sources, core_args) = core_sources(&src);
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let ar = env::var("AR").unwrap_or_else(|_| "ar".into());
@@ -143,7 +143,7 @@ fn bundled() {
         let c = src.join(name);
         println!("cargo:rerun-if-changed={}", c.display());
         let obj = out.join(name.replace(".c", ".o"));
-        // The flags of src/meson.build's zk_core, plus what meson adds
+        // zk_c_args of src/meson.build, plus what meson adds for zk_core
         // itself (-std=gnu11, PIC, hidden visibility).
         let status = Command::new(&cc)
             .args([
@@ -154,7 +154,7 @@ fn bundled() {
                 "-fvisibility=hidden",
                 "-pthread",
             ])
-            .args(["-DZK_BUILDING_LIBRARY", "-fno-semantic-interposition"])
+            .args(&core_args)
             .arg(format!("-I{}", je.join("include").display()))
             .arg(format!("-I{}", include.display()))
             .arg("-iquote")
@@ -222,9 +222,10 @@ fn bundled() {
     }
 }
 
-/// The core's C files, as src/meson.build lists them in `zk_sources =
-/// files(...)`, so the bundled build follows the library's own list.
-fn core_sources(src: &Path) -> Vec<String> {
+/// The core's C files and compiler arguments, as src/meson.build lists them
+/// (`zk_sources = files(...)`, `zk_c_args = [...]`), so the bundled build
+/// follows the library's own lists.
+fn core_sources(src: &Path) -> (Vec<String>, Vec<String>) {
     let mb = src.join("meson.build");
     println!("cargo:rerun-if-changed={}", mb.display());
     let text = fs::read_to_string(&mb).unwrap_or_else(|e| {
@@ -234,24 +235,45 @@ fn core_sources(src: &Path) -> Vec<String> {
             mb.display()
         ))
     });
-    let start = text
-        .find("zk_sources = files(")
-        .unwrap_or_else(|| fail(&format!("no `zk_sources = files(` in {}", mb.display())));
-    let body = &text[start + "zk_sources = files(".len()..];
-    let end = body
-        .find(')')
-        .unwrap_or_else(|| fail("unterminated zk_sources list"));
-    let mut files = Vec::new();
-    for line in body[..end].lines() {
-        let line = line.split('#').next().unwrap();
-        for part in line.split('\'').skip(1).step_by(2) {
-            if part.ends_with(".c") {
-                files.push(part.to_string());
-            }
-        }
-    }
+    let files: Vec<String> = meson_list(&text, "zk_sources = files(", ')')
+        .unwrap_or_else(|| fail(&format!("no `zk_sources = files(...)` in {}", mb.display())))
+        .into_iter()
+        .filter(|f| f.ends_with(".c"))
+        .collect();
     if files.is_empty() {
         fail(&format!("zk_sources in {} names no .c file", mb.display()));
     }
-    files
+    let args = meson_list(&text, "zk_c_args = [", ']').unwrap_or_else(|| {
+        vec![
+            "-DZK_BUILDING_LIBRARY".into(),
+            "-fno-semantic-interposition".into(),
+        ]
+    });
+    (files, args)
+}
+
+/// The quoted strings of a meson list that starts with `opener`, up to the
+/// first line holding `close` outside a comment.
+fn meson_list(text: &str, opener: &str, close: char) -> Option<Vec<String>> {
+    let start = text.find(opener)? + opener.len();
+    let mut out = Vec::new();
+    for line in text[start..].lines() {
+        let code = line.split('#').next().unwrap();
+        let mut parts = code.split('\'');
+        let outside_first = parts.next().unwrap();
+        let mut done = outside_first.contains(close);
+        let mut quoted = true;
+        for part in parts {
+            if quoted {
+                out.push(part.to_string());
+            } else if part.contains(close) {
+                done = true;
+            }
+            quoted = !quoted;
+        }
+        if done {
+            return Some(out);
+        }
+    }
+    None
 }
