@@ -50,7 +50,7 @@ if build_lib; then
 	# instead of rewinding them (to catch stale uses), so they re-fault.
 	step "pkg-config mode, checked (ZK_ALLOC_CHECK=1)" \
 		env ZK_ALLOC_CHECK=1 cargo test --offline --quiet \
-		--test phase --test overflow --test linkage --test checked
+		--test phase --test overflow --test linkage --test checked --test promote
 	unset PKG_CONFIG_PATH
 else
 	echo "rust/test.sh: meson build of the library failed" >&2

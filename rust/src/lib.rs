@@ -1,14 +1,25 @@
 //! Resident phase memory for Rust provers: a global allocator over zkalloc.
 //!
-//! ```ignore
-//! use zkalloc::ZkAllocator;          // was: use zk_alloc::ZkAllocator;
+//! ```
+//! use zkalloc::ZkAllocator; // was: use zk_alloc::ZkAllocator;
 //!
 //! #[global_allocator]
 //! static ALLOC: ZkAllocator = ZkAllocator;
 //!
-//! loop {
-//!     let proof = zkalloc::phase(|| prove(&input)); // one phase per proof
-//!     submit(proof.to_vec());                      // copy out what must live on
+//! fn prove(input: &[u32]) -> Vec<u32> {
+//!     // 4 MiB: phase memory, gone at the next begin_phase()
+//!     let lde: Vec<u32> = input.iter().map(|x| x.wrapping_mul(3)).collect();
+//!     lde[..8].to_vec()
+//! }
+//!
+//! fn main() {
+//!     let input = vec![7u32; 1 << 20]; // made before any phase: ordinary
+//!     let mut kept = Vec::new();
+//!     for _ in 0..3 {
+//!         let proof = zkalloc::phase(|| prove(&input)); // one phase per proof
+//!         kept.push(proof.clone()); // copied outside the phase: ordinary
+//!     }
+//!     assert_eq!(kept[2], vec![21; 8]);
 //! }
 //! ```
 //!
