@@ -62,8 +62,9 @@
 //!
 //! The C library reads `ZK_ALLOC_SLAB_GB`, `ZK_ALLOC_MIN_BYTES`,
 //! `ZK_ALLOC_SLABS`, `ZK_ALLOC_PROMOTE_BYTES`, `ZK_ALLOC_THP`,
-//! `ZK_ALLOC_SMALL`, `ZK_ALLOC_CHECK` and `ZK_ALLOC_VERBOSE` once, at its first
-//! use (for a Rust binary: before `main`, at the first allocation).
+//! `ZK_ALLOC_SMALL`, `ZK_ALLOC_CHECK` and `ZK_ALLOC_VERBOSE` once, when it
+//! initialises (no later than the first phase): set them in the process's
+//! environment, not with `std::env::set_var` from the program.
 //!
 //! # Linking
 //!
@@ -410,7 +411,7 @@ pub fn min_arena_bytes() -> usize {
     mallctl_read(c"zk.opt.min_bytes")
 }
 
-/// Reads the options now (they are otherwise read at the first allocation).
+/// Reads the options now (otherwise the first phase or stats call does).
 /// Kept for code written against the original bump allocator.
 pub fn init() {
     let _ = slab_size();

@@ -2,7 +2,7 @@
 //! block written after the next begin_phase is reported and the process
 //! aborts; without checked mode the same stale write goes unreported. Each
 //! case runs in a child process (this binary again, with the ignored test
-//! `child_stale_write`), since options are read once at the first allocation.
+//! `child_stale_write`), since options are read once, by the first phase at the latest.
 
 use std::process::Command;
 

@@ -1,5 +1,5 @@
 //! Slab exhaustion with a small ZK_ALLOC_SLAB_GB. The library reads its
-//! options once, at the first allocation (before main), so the work runs in
+//! options once, by the first phase at the latest, so the work runs in
 //! a child process: this test binary again, with the variable set, running
 //! the ignored test `child_small_slab` only.
 

@@ -1,7 +1,7 @@
 //! ZK_ALLOC_PROMOTE_BYTES through the Rust realloc path: a Vec that starts
 //! small inside a phase and grows by push past the threshold moves into
 //! phase memory (without the variable it stays ordinary: tests/phase.rs).
-//! Options are read once at the first allocation, so the work runs in a
+//! Options are read once, by the first phase at the latest, so it runs in a
 //! child process (this binary again, running the ignored `child_promote`).
 
 use std::process::Command;
