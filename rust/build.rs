@@ -29,7 +29,6 @@ fn main() {
 }
 
 fn fail(msg: &str) -> ! {
-    eprintln!("zkalloc build: {msg}");
     panic!("zkalloc build: {msg}");
 }
 
@@ -118,7 +117,7 @@ fn bundled() {
         None => fail(
             "feature `bundled` needs ZKALLOC_JEMALLOC_DIR: the install prefix of a prefixed jemalloc 5.3 \
              (include/jemalloc/jemalloc.h and lib/libjemalloc_pic.a), e.g. the `_rjem_` build of \
-             scripts/jemalloc-rjem or tikv-jemalloc-sys's OUT_DIR",
+             scripts/jemalloc-rjem (build-deps/jemalloc-rjem) or of a tikv-jemalloc-sys build",
         ),
     };
     let je_header = je.join("include/jemalloc/jemalloc.h");
