@@ -21,11 +21,21 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
-        bundled();
+    // How the crate ended up linked, for tests/linkage.rs: zkalloc_link is
+    // bundled, shared (libzkalloc.so) or static (libzkalloc.a from
+    // pkg-config); zkalloc_je is the jemalloc's symbol prefix (rjem:
+    // _rjem_, plain: none, other).
+    println!(
+        "cargo:rustc-check-cfg=cfg(zkalloc_link, values(\"bundled\", \"shared\", \"static\"))"
+    );
+    println!("cargo:rustc-check-cfg=cfg(zkalloc_je, values(\"rjem\", \"plain\", \"other\"))");
+    let (link, je) = if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
+        bundled()
     } else {
-        pkg_config();
-    }
+        pkg_config()
+    };
+    println!("cargo:rustc-cfg=zkalloc_link=\"{link}\"");
+    println!("cargo:rustc-cfg=zkalloc_je=\"{je}\"");
 }
 
 fn fail(msg: &str) -> ! {
@@ -34,7 +44,7 @@ fn fail(msg: &str) -> ! {
 
 // ---------------------------------------------------------------- pkg-config
 
-fn pkg_config() {
+fn pkg_config() -> (&'static str, &'static str) {
     for v in [
         "PKG_CONFIG",
         "PKG_CONFIG_PATH",
@@ -71,9 +81,12 @@ fn pkg_config() {
     ];
     let rpath = env::var_os("ZKALLOC_NO_RPATH").is_none();
     let mut saw_zkalloc = false;
+    let mut wl = Vec::new();
+    let mut shared = false;
     for tok in libs.split_whitespace() {
         if let Some(dir) = tok.strip_prefix("-L") {
             println!("cargo:rustc-link-search=native={dir}");
+            shared |= Path::new(dir).join("libzkalloc.so").exists();
             if rpath && !system_dirs.contains(&dir.trim_end_matches('/')) {
                 // Only this package's tests and examples get it (cargo
                 // applies link-arg to the package's own final artifacts).
@@ -84,18 +97,39 @@ fn pkg_config() {
             println!("cargo:rustc-link-lib={lib}");
         } else if tok == "-pthread" {
             println!("cargo:rustc-link-lib=pthread");
+        } else if tok.starts_with("-Wl,") {
+            // A meson build with -Djemalloc_prefix links with --wrap flags.
+            // Cargo passes link-arg only to this package's own binaries.
+            println!("cargo:rustc-link-arg={tok}");
+            wl.push(tok);
         }
+    }
+    if !wl.is_empty() {
+        println!(
+            "cargo:warning=libzkalloc asks for linker flags ({}), which cargo passes to this package's own \
+             tests and examples only; a libzkalloc built for a prefixed jemalloc (-Djemalloc_prefix) is meant \
+             for C/C++: Rust programs with tikv's _rjem_ jemalloc use --features bundled",
+            wl.join(" ")
+        );
     }
     if !saw_zkalloc {
         fail(&format!(
             "`{pc} --libs zkalloc` did not name -lzkalloc: {libs}"
         ));
     }
+    let je = if wl.iter().any(|t| t.contains("--wrap=_rjem_")) {
+        "rjem"
+    } else if wl.iter().any(|t| t.contains("--wrap=")) {
+        "other"
+    } else {
+        "plain"
+    };
+    (if shared { "shared" } else { "static" }, je)
 }
 
 // ------------------------------------------------------------------- bundled
 
-fn bundled() {
+fn bundled() -> (&'static str, &'static str) {
     for v in [
         "ZKALLOC_JEMALLOC_DIR",
         "ZKALLOC_JEMALLOC_LINK",
@@ -128,6 +162,7 @@ fn bundled() {
         ));
     }
     println!("cargo:rerun-if-changed={}", je_header.display());
+    let je_kind = header_prefix(&je_header);
 
     let (sources, core_args) = core_sources(&src);
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -219,6 +254,27 @@ fn bundled() {
     for l in ["pthread", "dl", "m"] {
         println!("cargo:rustc-link-lib={l}");
     }
+    ("bundled", je_kind)
+}
+
+/// The symbol prefix jemalloc.h maps the je_ names to: its
+/// `#  define je_mallctl <prefix>mallctl` line.
+fn header_prefix(header: &Path) -> &'static str {
+    let text = fs::read_to_string(header).unwrap_or_default();
+    for line in text.lines() {
+        let mut w = line.trim_start_matches('#').split_whitespace();
+        if w.next() == Some("define") && w.next() == Some("je_mallctl") {
+            return match w.next().and_then(|t| t.strip_suffix("mallctl")) {
+                Some("_rjem_") => "rjem",
+                Some("") => "plain",
+                _ => "other",
+            };
+        }
+    }
+    fail(&format!(
+        "{} has no je_mallctl define: not a jemalloc 5 header",
+        header.display()
+    ))
 }
 
 /// The core's C files and compiler arguments, as src/meson.build lists them

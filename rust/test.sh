@@ -45,11 +45,11 @@ build_lib() {
 if build_lib; then
 	export PKG_CONFIG_PATH="$root/build/meson-uninstalled${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 	step "pkg-config mode (libzkalloc.so from build/)" \
-		cargo test --offline --quiet
+		cargo test --offline --quiet --no-fail-fast
 	# Not tests/reuse.rs: checked mode protects a finished phase's pages
 	# instead of rewinding them (to catch stale uses), so they re-fault.
 	step "pkg-config mode, checked (ZK_ALLOC_CHECK=1)" \
-		env ZK_ALLOC_CHECK=1 cargo test --offline --quiet \
+		env ZK_ALLOC_CHECK=1 cargo test --offline --quiet --no-fail-fast \
 		--test phase --test overflow --test linkage --test checked --test promote
 	unset PKG_CONFIG_PATH
 else
@@ -72,7 +72,7 @@ if [ -n "$jedir" ]; then
 	# Its own target dir: switching features would rebuild everything.
 	step "bundled mode (C core + _rjem_ jemalloc from $jedir)" \
 		env ZKALLOC_JEMALLOC_DIR="$jedir" \
-		cargo test --offline --quiet --features bundled --target-dir "$crate/target/bundled"
+		cargo test --offline --quiet --no-fail-fast --features bundled --target-dir "$crate/target/bundled"
 else
 	echo "rust/test.sh: bundled mode: NOT RUN (no build-deps/jemalloc-rjem, no scripts/jemalloc-rjem, ZKALLOC_JEMALLOC_DIR unset)"
 	notrun=$((notrun + 1))

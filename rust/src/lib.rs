@@ -84,8 +84,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod ffi {
     use std::ffi::{c_char, c_int, c_void};
 
-    /// `zk_stats_t` of include/zkalloc.h (version 1). The library fills it up
-    /// to `.size` bytes; fields are only ever appended.
+    /// `zk_stats_t` of include/zkalloc.h (version 2). The library fills it up
+    /// to `.size` bytes or its own struct's size; fields are only ever
+    /// appended, so a version 1 library leaves the version 2 fields zero.
     #[repr(C)]
     #[derive(Clone, Copy)]
     pub struct ZkStats {
@@ -106,6 +107,15 @@ mod ffi {
         pub hook_zeroed_bytes: u64,
         pub small_resident_bytes: usize,
         pub small_overflow_count: u64,
+        // Version 2.
+        pub shared_count: u64,
+        pub arenas_reset: u64,
+        pub trims: u64,
+        pub trimmed_bytes: u64,
+        pub begin_ns_last: u64,
+        pub committed_bytes: usize,
+        pub reserved_bytes: usize,
+        pub max_block: usize,
     }
 
     extern "C" {
@@ -328,6 +338,22 @@ pub struct Stats {
     pub small_resident_bytes: usize,
     /// Small requests those arenas refused.
     pub small_overflow_count: u64,
+    // The fields below are 0 from a version 1 library.
+    /// Times a thread found no free slab and shared another thread's arena.
+    pub shared_count: u64,
+    /// Phase arenas emptied by begin_phase.
+    pub arenas_reset: u64,
+    /// Phase-decay trims, and the bytes they gave back to the OS.
+    pub trims: u64,
+    pub trimmed_bytes: u64,
+    /// How long the last begin_phase took, in nanoseconds.
+    pub begin_ns_last: u64,
+    /// Bytes of the phase regions made writable, and their address space.
+    pub committed_bytes: usize,
+    pub reserved_bytes: usize,
+    /// The largest single phase block a slab can hold (0 before the first
+    /// phase).
+    pub max_block: usize,
 }
 
 /// The library's counters now.
@@ -355,6 +381,14 @@ pub fn stats() -> Stats {
         hook_zeroed_bytes: s.hook_zeroed_bytes,
         small_resident_bytes: s.small_resident_bytes,
         small_overflow_count: s.small_overflow_count,
+        shared_count: s.shared_count,
+        arenas_reset: s.arenas_reset,
+        trims: s.trims,
+        trimmed_bytes: s.trimmed_bytes,
+        begin_ns_last: s.begin_ns_last,
+        committed_bytes: s.committed_bytes,
+        reserved_bytes: s.reserved_bytes,
+        max_block: s.max_block,
     }
 }
 
