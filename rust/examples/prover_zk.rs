@@ -1,0 +1,25 @@
+//! The example prover on zkalloc: one phase per proof.
+
+use zkalloc::ZkAllocator;
+
+#[global_allocator]
+static A: ZkAllocator = ZkAllocator;
+
+#[path = "common/workload.rs"]
+mod workload;
+
+fn main() {
+    workload::main_with(workload::Allocator {
+        label: "zkalloc",
+        begin: zkalloc::begin_phase,
+        end: zkalloc::end_phase,
+        extra: || {
+            let (c, b) = zkalloc::overflow_stats();
+            let s = zkalloc::stats();
+            format!(
+                " overflow_count={c} overflow_bytes={b} phase_resident_mib={:.1}",
+                s.resident_bytes as f64 / (1 << 20) as f64
+            )
+        },
+    });
+}
