@@ -29,6 +29,9 @@ step() { # name, command...
 	fi
 }
 
+# rustup's default place, when the caller's PATH does not have it.
+command -v cargo >/dev/null || [ ! -x "$HOME/.cargo/bin/cargo" ] ||
+	PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || {
 	echo "rust/test.sh: cargo not found: NOT RUN (all modes)"
 	echo "rust/test.sh: 0 passed, 0 failed, 3 not run"
