@@ -436,7 +436,10 @@ static zk_slab_t *pick_locked(zk_region_t *r, zk_slab_t *prefer, uint64_t epoch,
 		if (free_locked(s, epoch, phase)) {
 			if (best == NULL || (ready && !arena_ready(best)) ||
 			    (ready == arena_ready(best) &&
-			     s->res_hi > best->res_hi))
+			     atomic_load_explicit(&s->res_hi,
+						  memory_order_relaxed) >
+				 atomic_load_explicit(&best->res_hi,
+						      memory_order_relaxed)))
 				best = s;
 		} else if ((ready ||
 			    atomic_load_explicit(&s->arena_state,
@@ -588,8 +591,7 @@ static size_t mark_rotate(zk_slab_t *s)
 	size_t m = atomic_exchange_explicit(&s->mark, 0, memory_order_relaxed);
 	s->marks[s->mark_pos] = m;
 	s->mark_pos = (s->mark_pos + 1) % ZK_TRIM_RING;
-	if (m > s->res_hi)
-		s->res_hi = m;
+	zk_atomic_max(&s->res_hi, m);
 	size_t keep = 0;
 	for (unsigned i = 1; i <= k && i <= ZK_TRIM_RING; i++) {
 		size_t v =
@@ -612,10 +614,11 @@ static void count_trim(size_t bytes)
 static void trim_phase_slab(zk_slab_t *s, size_t keep)
 {
 	size_t lo = keep > s->pg_lo ? keep : s->pg_lo;
-	size_t hi = s->res_hi < s->pg_hi ? s->res_hi : s->pg_hi;
+	size_t res = atomic_load_explicit(&s->res_hi, memory_order_relaxed);
+	size_t hi = res < s->pg_hi ? res : s->pg_hi;
 	if (hi > lo && zk_os_purge(s->base + lo, hi - lo) == 0) {
 		count_trim(hi - lo);
-		s->res_hi = lo;
+		atomic_store_explicit(&s->res_hi, lo, memory_order_relaxed);
 	}
 }
 
@@ -627,7 +630,7 @@ static void trim_resident_slab(zk_slab_t *s, size_t keep)
 	size_t given = zk_slab_garbage_trim(s, keep);
 	if (given != 0)
 		count_trim(given);
-	s->res_hi = keep;
+	atomic_store_explicit(&s->res_hi, keep, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------- begin/end */
@@ -742,11 +745,17 @@ uint64_t zk_phase_epoch(void)
 
 unsigned zk_phase_slabs_in_use(void)
 {
-	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_acquire);
+	/* A count over the slab table under the lock: no syscall, nothing
+	 * that allocates; the table exists once total is published. */
+	if (__atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE) == 0)
+		return 0;
 	unsigned n = 0;
+	pthread_mutex_lock(&zk_g.lock);
+	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_relaxed);
 	for (unsigned i = 0; i < zk_g.region.nslabs; i++) {
 		const zk_slab_t *s = &zk_g.region.slabs[i];
 		n += s->users_epoch == e && s->users > 0;
 	}
+	pthread_mutex_unlock(&zk_g.lock);
 	return n;
 }

@@ -80,7 +80,8 @@ typedef struct zk_slab {
 	_Atomic size_t mark;
 	size_t marks[ZK_TRIM_RING];
 	unsigned mark_pos;
-	size_t res_hi;
+	_Atomic size_t
+	    res_hi; /* relaxed: read by slab picks, written at begin */
 
 	/* The slab's arena (see zk_arena_state_t). arena_state is atomic:
 	 * the routing fast path never reads it, slow paths do without lock. */
