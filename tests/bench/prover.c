@@ -73,9 +73,9 @@ struct opts {
 	bool grow;	/* trace and FRI input collected by push-doubling */
 	bool quiet;
 	enum scenario scenario;
-	size_t keep_bytes; /* the kept realloc-grown output */
-	bool
-	    keep_realloc; /* zk mode: grow it with zk_realloc (see keep_grow) */
+	size_t keep_bytes;  /* the kept realloc-grown output */
+	bool keep_realloc;  /* zk mode: grow it with zk_realloc */
+	bool keep_damage;   /* self-test: damage it; the check must see it */
 	size_t spike_bytes; /* small objects of the spike proof */
 	unsigned spike_at;  /* 1-based proof that spikes */
 };
@@ -971,6 +971,8 @@ static uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
 	kept.n = len;
 	kept.proof = proof;
 	kept.sum = hash_u32(v, len);
+	if (O.keep_damage) /* smoke.sh proves that keep_check can fail */
+		v[len / 2] ^= 1;
 	return kept.sum;
 }
 
@@ -1515,7 +1517,7 @@ static void usage(void)
 	    "       [--scenario steady|rotate|spike] [--threads T] [--proofs K]"
 	    "\n"
 	    "       [--log-n L] [--width W] [--small S] [--keep-mib M] "
-	    "[--keep-realloc]\n"
+	    "[--keep-realloc] [--keep-damage]\n"
 	    "       [--spike-mib M] [--spike-at P] [--label NAME] [--csv FILE] "
 	    "[--summary FILE]\n"
 	    "       [--quiet]\n"
@@ -1554,6 +1556,10 @@ static void parse(int argc, char **argv)
 		}
 		if (!strcmp(a, "--keep-realloc")) {
 			O.keep_realloc = true;
+			continue;
+		}
+		if (!strcmp(a, "--keep-damage")) {
+			O.keep_damage = true;
 			continue;
 		}
 		if (!strcmp(a, "--help") || !v)
