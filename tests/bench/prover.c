@@ -1508,8 +1508,12 @@ static int cmp_long(const void *a, const void *b)
 
 /* --------------------------------------------------------------- main */
 
-static void usage(void)
+/* why, what: the reason, and the argument it is about (or NULL) */
+static void usage(const char *why, const char *what)
 {
+	if (why)
+		fprintf(stderr, "zkbench-prover: %s%s%s%s\n", why,
+			what ? " '" : "", what ? what : "", what ? "'" : "");
 	fprintf(
 	    stderr,
 	    "usage: zkbench-prover [--mode malloc|ideal|zk] "
@@ -1563,7 +1567,7 @@ static void parse(int argc, char **argv)
 			continue;
 		}
 		if (!strcmp(a, "--help") || !v)
-			usage();
+			usage(strcmp(a, "--help") ? "no value after" : NULL, a);
 		i++;
 		if (!strcmp(a, "--mode")) {
 			if (!strcmp(v, "malloc"))
@@ -1573,7 +1577,7 @@ static void parse(int argc, char **argv)
 			else if (!strcmp(v, "zk"))
 				O.mode = MODE_ZK;
 			else
-				usage();
+				usage("unknown --mode", v);
 		} else if (!strcmp(a, "--scenario")) {
 			if (!strcmp(v, "steady"))
 				O.scenario = SC_STEADY;
@@ -1582,7 +1586,7 @@ static void parse(int argc, char **argv)
 			else if (!strcmp(v, "spike"))
 				O.scenario = SC_SPIKE;
 			else
-				usage();
+				usage("unknown --scenario", v);
 		} else if (!strcmp(a, "--keep-mib"))
 			keep_mib = (unsigned)atoi(v);
 		else if (!strcmp(a, "--spike-mib"))
@@ -1608,7 +1612,7 @@ static void parse(int argc, char **argv)
 		else if (!strcmp(a, "--summary"))
 			O.summary = v;
 		else
-			usage();
+			usage("unknown option", a);
 	}
 #ifndef WITH_ZKALLOC
 	if (O.mode == MODE_ZK)
@@ -1629,7 +1633,7 @@ static void parse(int argc, char **argv)
 	else if (!strcmp(O.preset, "grow"))
 		O.log_n = 17, O.small = 50000, O.grow = true;
 	else
-		usage();
+		usage("unknown --preset", O.preset);
 	if (log_n)
 		O.log_n = log_n;
 	if (width)
@@ -1643,7 +1647,10 @@ static void parse(int argc, char **argv)
 	    O.spike_bytes > ((size_t)64 << 30) ||
 	    (O.scenario == SC_SPIKE &&
 	     (O.spike_at < 2 || O.spike_at > O.proofs)))
-		usage();
+		usage("a value is out of range (threads 1-256, proofs 1-1000, "
+		      "log-n 8-26, width 1-100000, small >= 16, keep-mib <= "
+		      "4096, spike-mib 1-65536, spike-at 2..proofs)",
+		      NULL);
 	/* the kept output: 1/32 of the trace, 2-64 MiB, unless given */
 	size_t trace_bytes = ((size_t)2 << O.log_n) * O.width * 4;
 	O.keep_bytes = keep_mib ? (size_t)keep_mib << 20 : trace_bytes / 32;
