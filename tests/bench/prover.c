@@ -74,7 +74,7 @@ struct opts {
 	bool quiet;
 	enum scenario scenario;
 	size_t keep_bytes;  /* the kept realloc-grown output */
-	bool keep_realloc;  /* zk mode: grow it with zk_realloc */
+	bool keep_arena;    /* zk mode: grow it in MALLOCX_ARENA(0) */
 	bool keep_damage;   /* self-test: damage it; the check must see it */
 	size_t spike_bytes; /* small objects of the spike proof */
 	unsigned spike_at;  /* 1-based proof that spikes */
@@ -907,10 +907,12 @@ static void fold_task(void *ctx, uint32_t task)
  * one element at a time (a proof's output built by push), and keeps it past
  * its phase: the next proof checks it after zk_begin_phase() and frees it.
  * By the phase contract it must be ordinary memory. In zk mode it is grown
- * with zk_mallocx/zk_rallocx and an explicit MALLOCX_ARENA(0), which zkalloc
- * honours as is; --keep-realloc grows it with zk_realloc instead, which is
- * only valid if the library never moves an ordinary block into a phase
- * (ZK_ALLOC_PROMOTE_BYTES off): a way to show what promotion does to it. */
+ * with zk_realloc, so the library's routing decides, and a library whose
+ * settings move a growing ordinary block into the phase (promotion) fails
+ * here: that is what this output is for. --keep-via arena (or
+ * ZKBENCH_KEEP_VIA=arena) grows it with zk_mallocx/zk_rallocx and an
+ * explicit MALLOCX_ARENA(0) instead, which zkalloc honours as is: ordinary
+ * under any settings, for configurations that promote. */
 static struct {
 	uint32_t *v;
 	size_t n;	/* elements */
@@ -937,7 +939,7 @@ static void *keep_resize(void *p, size_t n, unsigned proof)
 		return slot_get(S_KEEP + (int)(proof & 1), n);
 #ifdef WITH_ZKALLOC
 	case MODE_ZK:
-		if (O.keep_realloc)
+		if (!O.keep_arena)
 			q = zk_realloc(p, n);
 		else if (p)
 			q = zk_rallocx(p, n, MALLOCX_ARENA(0));
@@ -957,6 +959,8 @@ static void *keep_resize(void *p, size_t n, unsigned proof)
 static uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
 {
 	size_t need = O.keep_bytes / 4, cap = 4, len = 0;
+	if (!need) /* --keep-mib 0 */
+		return 0;
 	if (O.mode == MODE_IDEAL)
 		cap = need;
 	uint32_t *v = keep_resize(NULL, cap * 4, proof);
@@ -1521,7 +1525,7 @@ static void usage(const char *why, const char *what)
 	    "       [--scenario steady|rotate|spike] [--threads T] [--proofs K]"
 	    "\n"
 	    "       [--log-n L] [--width W] [--small S] [--keep-mib M] "
-	    "[--keep-realloc] [--keep-damage]\n"
+	    "[--keep-via realloc|arena] [--keep-damage]\n"
 	    "       [--spike-mib M] [--spike-at P] [--label NAME] [--csv FILE] "
 	    "[--summary FILE]\n"
 	    "       [--quiet]\n"
@@ -1541,6 +1545,18 @@ static const char *scenario_name(enum scenario s)
 	return s == SC_ROTATE ? "rotate" : s == SC_SPIKE ? "spike" : "steady";
 }
 
+/* how the kept output is allocated */
+static const char *keep_via_name(void)
+{
+	if (!O.keep_bytes)
+		return "none";
+	if (O.mode == MODE_IDEAL)
+		return "preallocated";
+	if (O.mode == MODE_MALLOC)
+		return "realloc";
+	return O.keep_arena ? "arena0" : "zk_realloc";
+}
+
 static void parse(int argc, char **argv)
 {
 	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1548,7 +1564,9 @@ static void parse(int argc, char **argv)
 	O.preset = "default";
 	O.threads = nthreads > 0 ? (unsigned)nthreads : 1;
 	O.proofs = 6;
-	unsigned log_n = 0, width = 0, small = 0, keep_mib = 0;
+	unsigned log_n = 0, width = 0, small = 0;
+	int keep_mib = -1; /* -1: 1/32 of the trace */
+	const char *via = getenv("ZKBENCH_KEEP_VIA");
 	O.spike_bytes = (size_t)256 << 20;
 	O.spike_at = 4;
 	for (int i = 1; i < argc; i++) {
@@ -1556,10 +1574,6 @@ static void parse(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--quiet")) {
 			O.quiet = true;
-			continue;
-		}
-		if (!strcmp(a, "--keep-realloc")) {
-			O.keep_realloc = true;
 			continue;
 		}
 		if (!strcmp(a, "--keep-damage")) {
@@ -1588,7 +1602,9 @@ static void parse(int argc, char **argv)
 			else
 				usage("unknown --scenario", v);
 		} else if (!strcmp(a, "--keep-mib"))
-			keep_mib = (unsigned)atoi(v);
+			keep_mib = atoi(v);
+		else if (!strcmp(a, "--keep-via"))
+			via = v;
 		else if (!strcmp(a, "--spike-mib"))
 			O.spike_bytes = (size_t)atoi(v) << 20;
 		else if (!strcmp(a, "--spike-at"))
@@ -1618,6 +1634,10 @@ static void parse(int argc, char **argv)
 	if (O.mode == MODE_ZK)
 		die("this binary has no zkalloc: use zkbench-prover-zk");
 #endif
+	if (via && !strcmp(via, "arena"))
+		O.keep_arena = true;
+	else if (via && strcmp(via, "realloc"))
+		usage("unknown --keep-via (or ZKBENCH_KEEP_VIA)", via);
 	/* presets: rows before extension (2^log_n), columns, small allocs */
 	O.width = 1300;
 	if (!strcmp(O.preset, "small"))
@@ -1642,7 +1662,7 @@ static void parse(int argc, char **argv)
 		O.small = small;
 	if (O.threads < 1 || O.threads > MAX_THREADS || O.proofs < 1 ||
 	    O.proofs > MAX_PROOFS || O.log_n < 8 || O.log_n > 26 ||
-	    O.width < 1 || O.width > 100000 || O.small < 16 ||
+	    O.width < 1 || O.width > 100000 || O.small < 16 || keep_mib < -1 ||
 	    keep_mib > 4096 || O.spike_bytes < ((size_t)1 << 20) ||
 	    O.spike_bytes > ((size_t)64 << 30) ||
 	    (O.scenario == SC_SPIKE &&
@@ -1653,10 +1673,11 @@ static void parse(int argc, char **argv)
 		      NULL);
 	/* the kept output: 1/32 of the trace, 2-64 MiB, unless given */
 	size_t trace_bytes = ((size_t)2 << O.log_n) * O.width * 4;
-	O.keep_bytes = keep_mib ? (size_t)keep_mib << 20 : trace_bytes / 32;
-	if (!keep_mib && O.keep_bytes < ((size_t)2 << 20))
+	O.keep_bytes =
+	    keep_mib >= 0 ? (size_t)keep_mib << 20 : trace_bytes / 32;
+	if (keep_mib < 0 && O.keep_bytes < ((size_t)2 << 20))
 		O.keep_bytes = (size_t)2 << 20;
-	if (!keep_mib && O.keep_bytes > ((size_t)64 << 20))
+	if (keep_mib < 0 && O.keep_bytes > ((size_t)64 << 20))
 		O.keep_bytes = (size_t)64 << 20;
 	if (!O.label)
 		O.label = mode_name(O.mode);
@@ -1709,16 +1730,16 @@ int main(int argc, char **argv)
 				"warm_cpu_s,scenario,keep_ok,keep_mib,load,"
 				"load_other,cpus,steady_rss_mib,"
 				"spike_rss_mib,spike_peak_mib,recover_phases,"
-				"final_rss_mib\n");
+				"final_rss_mib,keep_via\n");
 	}
 	if (!O.quiet) {
 		printf("# zkbench-prover mode=%s label=%s preset=%s "
 		       "scenario=%s threads=%u proofs=%u log_n=%u width=%u "
-		       "small=%u keep=%.1f MiB%s\n",
+		       "small=%u keep=%.1f MiB (%s)\n",
 		       mode_name(O.mode), O.label, O.preset,
 		       scenario_name(O.scenario), O.threads, O.proofs, O.log_n,
 		       O.width, O.small, O.keep_bytes / 1048576.0,
-		       O.keep_realloc ? " (zk_realloc)" : "");
+		       keep_via_name());
 		if (O.scenario == SC_SPIKE)
 			printf("# spike: %.0f MiB of small objects in proof "
 			       "%u\n",
@@ -1883,13 +1904,14 @@ int main(int argc, char **argv)
 		fprintf(sum,
 			"%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
 			"%016" PRIx64 ",%.4f,%s,%d,%.1f,%.2f,%.2f,%ld,%.1f,"
-			"%.1f,%.1f,%d,%.1f\n",
+			"%.1f,%.1f,%d,%.1f,%s\n",
 			O.label, mode_name(O.mode), O.preset, O.threads,
 			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
 			maxpeak / 1024.0, growth, total, cmed,
 			scenario_name(O.scenario), keep_ok,
 			O.keep_bytes / 1048576.0, load, load_other, ncpu,
-			steady_rss, spike_rss, spike_peak, recover, final_rss);
+			steady_rss, spike_rss, spike_peak, recover, final_rss,
+			keep_via_name());
 		fclose(sum);
 	}
 	printf("checksum %016" PRIx64 "\n", total);
