@@ -6,7 +6,13 @@
  *   large   allocate + touch + free of 64 KiB .. 256 MiB in a phase, against
  *           jemalloc;
  *   phase   zk_begin_phase latency with 1, 2, 8 and 16 thread arenas alive;
- *   calloc  zk_calloc of large blocks on fresh and on recycled slab memory.
+ *   calloc  zk_calloc of large blocks on fresh and on recycled slab memory;
+ *   first   1, 8 and 64 threads each make their first large allocation of a
+ *           phase at once, right after zk_begin_phase: per-thread latency of
+ *           that allocation, then zk_begin_phase latency with their arenas;
+ *   free    the free path: batches of 8 phase blocks of 64 KiB .. 64 MiB
+ *           allocated and freed in one phase, ns per zk_malloc and per
+ *           zk_free, against jemalloc's default arena.
  * Each prints one line per case; nothing here is a pass/fail test (exit 0
  * unless something fails outright).
  */
@@ -30,6 +36,15 @@ static double now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* CPU time of the calling thread: a latency that excludes the time the
+ * thread waited for a CPU (64 threads on 2 CPUs wait a lot) */
+static double thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -293,6 +308,194 @@ static void bench_phase(void)
 	zk_end_phase();
 }
 
+/* ------------------------------------------------------------- first */
+
+#define FIRST_PHASES 40
+#define FIRST_BYTES  ((size_t)1 << 20)
+#define FIRST_MAX    64
+
+/* Every phase, each of n pool threads allocates one FIRST_BYTES block as soon
+ * as the phase begins (all at once: the barrier releases them together), so
+ * that allocation creates or finds the thread's arena for the phase. */
+static struct {
+	pthread_barrier_t go, done;
+	int quit, phase;
+	double lat[FIRST_PHASES][FIRST_MAX]; /* us, wall clock */
+	double cpu[FIRST_PHASES][FIRST_MAX]; /* us, the thread's CPU time */
+	bool phase_mem[FIRST_PHASES][FIRST_MAX];
+} fs;
+
+static void *first_worker(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	for (;;) {
+		pthread_barrier_wait(&fs.go);
+		if (fs.quit)
+			return NULL;
+		double c0 = thread_cpu_ns(), t0 = now_ns();
+		char *p = zk_malloc(FIRST_BYTES);
+		double t = now_ns() - t0, c = thread_cpu_ns() - c0;
+		if (!p)
+			fail("zk_malloc failed");
+		p[0] = 1;
+		if (fs.phase >= 0) {
+			fs.lat[fs.phase][id] = t / 1e3;
+			fs.cpu[fs.phase][id] = c / 1e3;
+			fs.phase_mem[fs.phase][id] = zk_owns(p);
+		}
+		zk_free(p);
+		pthread_barrier_wait(&fs.done);
+	}
+}
+
+static void first_case(int n)
+{
+	pthread_t th[FIRST_MAX];
+	fs.quit = 0;
+	pthread_barrier_init(&fs.go, NULL, (unsigned)n + 1);
+	pthread_barrier_init(&fs.done, NULL, (unsigned)n + 1);
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&th[i], NULL, first_worker,
+				   (void *)(intptr_t)i))
+			fail("pthread_create failed");
+	double begin[FIRST_PHASES];
+	for (int ph = -2; ph < FIRST_PHASES; ph++) { /* 2 to warm up */
+		fs.phase = ph;
+		double t0 = now_ns();
+		if (zk_begin_phase() != 0)
+			fail("zk_begin_phase failed");
+		double t = now_ns() - t0;
+		if (ph >= 0)
+			begin[ph] = t / 1e3;
+		pthread_barrier_wait(&fs.go);
+		pthread_barrier_wait(&fs.done);
+		zk_end_phase();
+	}
+	fs.quit = 1;
+	pthread_barrier_wait(&fs.go);
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&fs.go);
+	pthread_barrier_destroy(&fs.done);
+
+	/* every thread's first allocation of every phase, and per phase the
+	 * slowest thread */
+	static double all[FIRST_PHASES * FIRST_MAX],
+	    cpu[FIRST_PHASES * FIRST_MAX];
+	double slowest[FIRST_PHASES];
+	int k = 0, owned = 0;
+	for (int ph = 0; ph < FIRST_PHASES; ph++) {
+		slowest[ph] = 0;
+		for (int i = 0; i < n; i++) {
+			cpu[k] = fs.cpu[ph][i];
+			all[k++] = fs.lat[ph][i];
+			owned += fs.phase_mem[ph][i];
+			if (fs.lat[ph][i] > slowest[ph])
+				slowest[ph] = fs.lat[ph][i];
+		}
+	}
+	double med = median(all, k), p90 = all[k * 9 / 10], mx = all[k - 1];
+	double smed = median(slowest, FIRST_PHASES);
+	double cmed = median(cpu, k), cp90 = cpu[k * 9 / 10], cmx = cpu[k - 1];
+	double bmed = median(begin, FIRST_PHASES);
+	printf("first  %2d threads: first %zu MiB zk_malloc of a phase, per "
+	       "thread: median %7.1f us  p90 %7.1f us  max %8.1f us; slowest "
+	       "thread per phase (median) %7.1f us; phase memory %.0f%%\n",
+	       n, FIRST_BYTES >> 20, med, p90, mx, smed, 100.0 * owned / k);
+	printf("first  %2d threads: the same, CPU time of the calling thread "
+	       "(preemption excluded): median %7.1f us  p90 %7.1f us  max "
+	       "%8.1f us\n",
+	       n, cmed, cp90, cmx);
+	printf("first  %2d threads: zk_begin_phase with their arenas: median "
+	       "%8.1f us  p90 %8.1f us  max %8.1f us\n",
+	       n, bmed, begin[FIRST_PHASES * 9 / 10], begin[FIRST_PHASES - 1]);
+}
+
+static void bench_first(void)
+{
+	printf("first: N threads allocate one %zu MiB block each, all at once "
+	       "right after zk_begin_phase (%d phases; the call only, "
+	       "not touching the block)\n",
+	       FIRST_BYTES >> 20, FIRST_PHASES);
+	static const int counts[] = {1, 8, 64};
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
+		first_case(counts[c]);
+	/* the arenas of the exited threads are destroyed here */
+	zk_begin_phase();
+	zk_end_phase();
+}
+
+/* -------------------------------------------------------------- free */
+
+#define FREE_BATCH 8
+
+enum free_kind { F_ZK, F_JE };
+
+/* ns per allocation and per free: batches of FREE_BATCH blocks of `size`,
+ * each written once (first byte), freed in allocation order */
+static void free_once(enum free_kind k, size_t size, int batches,
+		      double *ns_alloc, double *ns_free)
+{
+	void *p[FREE_BATCH];
+	double ta = 0, tf = 0;
+	for (int b = -1; b < batches; b++) { /* batch -1 warms up */
+		for (int i = 0; i < FREE_BATCH; i++) {
+			double t0 = now_ns();
+			p[i] =
+			    k == F_ZK ? zk_malloc(size) : je_mallocx(size, 0);
+			double t1 = now_ns();
+			if (!p[i])
+				fail("allocation failed");
+			*(volatile char *)p[i] = (char)i;
+			if (b >= 0)
+				ta += t1 - t0;
+		}
+		for (int i = 0; i < FREE_BATCH; i++) {
+			double t0 = now_ns();
+			if (k == F_ZK)
+				zk_free(p[i]);
+			else
+				je_dallocx(p[i], 0);
+			if (b >= 0)
+				tf += now_ns() - t0;
+		}
+	}
+	*ns_alloc = ta / ((double)batches * FREE_BATCH);
+	*ns_free = tf / ((double)batches * FREE_BATCH);
+}
+
+static void bench_free(void)
+{
+	printf("free: batches of %d blocks allocated then freed, one phase; ns "
+	       "per call, median of %d runs (alternated with jemalloc)\n",
+	       FREE_BATCH, REPS);
+	printf("%10s %14s %14s %14s %14s %8s\n", "size", "zk_malloc", "zk_free",
+	       "je_mallocx", "je_dallocx", "phase");
+	for (size_t size = 64 << 10; size <= ((size_t)64 << 20); size *= 4) {
+		int batches = (int)(((size_t)4 << 30) / (size * FREE_BATCH));
+		if (batches > 4000)
+			batches = 4000;
+		if (batches < 16)
+			batches = 16;
+		double za[REPS], zf[REPS], ja[REPS], jf[REPS];
+		bool owned = false;
+		for (int r = 0; r < REPS; r++) {
+			if (zk_begin_phase() != 0)
+				fail("zk_begin_phase failed");
+			void *probe = zk_malloc(size);
+			owned = probe && zk_owns(probe);
+			zk_free(probe);
+			free_once(F_ZK, size, batches, &za[r], &zf[r]);
+			zk_end_phase();
+			free_once(F_JE, size, batches, &ja[r], &jf[r]);
+		}
+		printf("%7zu KiB %11.0f ns %11.0f ns %11.0f ns %11.0f ns %8s\n",
+		       size >> 10, median(za, REPS), median(zf, REPS),
+		       median(ja, REPS), median(jf, REPS),
+		       owned ? "yes" : "NO");
+	}
+}
+
 /* ------------------------------------------------------------ calloc */
 
 /* Each size runs on its own thread, which stays alive until every size is
@@ -422,10 +625,14 @@ int main(int argc, char **argv)
 		bench_phase(), any = true;
 	if (all || !strcmp(what, "calloc"))
 		bench_calloc(), any = true;
+	if (all || !strcmp(what, "first"))
+		bench_first(), any = true;
+	if (all || !strcmp(what, "free"))
+		bench_free(), any = true;
 	if (!any) {
 		fprintf(stderr,
-			"usage: zkbench-micro [route|large|phase|calloc|"
-			"all]\n");
+			"usage: zkbench-micro [route|large|phase|calloc|first|"
+			"free|all]\n");
 		return 2;
 	}
 	zk_stats_t st = {.size = sizeof st};

@@ -7,14 +7,24 @@
  * round's, and tens of thousands of small bookkeeping allocations (a hash map
  * per thread, a shared work queue).
  *
+ * Every proof also grows an output vector by realloc and keeps it past its
+ * phase: it is checked at the start of the next proof and freed then.
+ * Scenarios: steady (every proof alike), rotate (each proof's trace, its
+ * biggest buffer, is allocated by another thread: a new one or a pool worker)
+ * and spike (one proof also allocates and frees ~256 MiB of small objects;
+ * RSS after every proof shows how fast it comes back down).
+ *
  * Every byte the proof writes is read back into a checksum, which is printed
- * and must be identical across allocator modes and thread counts.
+ * and must be identical across allocator modes, thread counts and the steady
+ * and rotate scenarios (the spike's objects add to it: spike runs agree among
+ * themselves).
  *
  * Built twice from this file: without WITH_ZKALLOC (modes malloc and ideal;
  * malloc is whatever malloc the process has, e.g. an LD_PRELOADed one) and
  * with it (mode zk: the zkalloc API, one phase per proof).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -30,6 +40,7 @@
 
 #ifdef WITH_ZKALLOC
 #include "zkalloc.h"
+#include <jemalloc/jemalloc.h> /* MALLOCX_ARENA, for the kept output */
 #endif
 
 #define MAX_THREADS   256
@@ -43,6 +54,7 @@
 #define NODE_BYTES    32u	 /* one work-queue node */
 
 enum mode { MODE_MALLOC, MODE_IDEAL, MODE_ZK };
+enum scenario { SC_STEADY, SC_ROTATE, SC_SPIKE };
 
 /* ------------------------------------------------------------- options */
 
@@ -60,6 +72,12 @@ struct opts {
 	bool vary;	/* proof sizes N, N/2, 2N, N, ... */
 	bool grow;	/* trace and FRI input collected by push-doubling */
 	bool quiet;
+	enum scenario scenario;
+	size_t keep_bytes;  /* the kept realloc-grown output */
+	bool keep_arena;    /* zk mode: grow it in MALLOCX_ARENA(0) */
+	bool keep_damage;   /* self-test: damage it; the check must see it */
+	size_t spike_bytes; /* small objects of the spike proof */
+	unsigned spike_at;  /* 1-based proof that spikes */
 };
 
 static struct opts O;
@@ -179,7 +197,8 @@ enum slot {
 	S_CMERKLE = S_TMERKLE + MAX_LAYERS, /* NCHUNKS x MAX_LAYERS */
 	S_FMERKLE = S_CMERKLE + NCHUNKS * MAX_LAYERS, /* 2 x MAX_LAYERS */
 	S_GROW = S_FMERKLE + 2 * MAX_LAYERS,	      /* per segment */
-	NSLOTS = S_GROW + MAX_THREADS,
+	S_KEEP = S_GROW + MAX_THREADS, /* 2: kept outputs of odd/even proofs */
+	NSLOTS = S_KEEP + 2,
 };
 
 struct ideal_slot {
@@ -321,6 +340,9 @@ static struct {
 	struct node *head;
 	task_fn fn;
 	void *ctx;
+	void (*solo)(void *); /* run_on(): what worker solo_tid runs first */
+	void *solo_ctx;
+	unsigned solo_tid;
 	bool quit;
 } pool_;
 
@@ -361,6 +383,8 @@ static void *worker(void *arg)
 		pthread_barrier_wait(&pool_.go);
 		if (pool_.quit)
 			return NULL;
+		if (pool_.solo && pool_.solo_tid == my_tid)
+			pool_.solo(pool_.solo_ctx);
 		drain(my_tid);
 		pthread_barrier_wait(&pool_.done);
 	}
@@ -382,6 +406,23 @@ static void run(task_fn fn, void *ctx, uint32_t ntasks)
 	pthread_barrier_wait(&pool_.go);
 	drain(0);
 	pthread_barrier_wait(&pool_.done);
+}
+
+/* Runs fn(ctx) on pool thread tid (0 is the main thread) and waits for it:
+ * the rotate scenario's way of having a given worker allocate. */
+static void run_on(unsigned tid, void (*fn)(void *), void *ctx)
+{
+	if (tid == 0) {
+		fn(ctx);
+		return;
+	}
+	pool_.head = NULL;
+	pool_.solo = fn;
+	pool_.solo_ctx = ctx;
+	pool_.solo_tid = tid;
+	pthread_barrier_wait(&pool_.go);
+	pthread_barrier_wait(&pool_.done);
+	pool_.solo = NULL;
 }
 
 static void pool_start(void)
@@ -860,17 +901,209 @@ static void fold_task(void *ctx, uint32_t task)
 			    f_mul(c->src[(2 * i + 1) * 4 + l], c->beta[l]));
 }
 
-/* One proof of 2^log_n rows (2^(log_n+1) after extension). Returns its
- * checksum. Everything it allocates is freed before it returns. */
-static uint64_t prove(unsigned log_n, uint64_t seed)
+/* ------------------------------------------------------ the kept output */
+
+/* Each proof grows one vector by realloc, from 16 B to keep_bytes, pushing
+ * one element at a time (a proof's output built by push), and keeps it past
+ * its phase: the next proof checks it after zk_begin_phase() and frees it.
+ * By the phase contract it must be ordinary memory. In zk mode it is grown
+ * with zk_realloc, so the library's routing decides, and a library whose
+ * settings move a growing ordinary block into the phase (promotion) fails
+ * here: that is what this output is for. --keep-via arena (or
+ * ZKBENCH_KEEP_VIA=arena) grows it with zk_mallocx/zk_rallocx and an
+ * explicit MALLOCX_ARENA(0) instead, which zkalloc honours as is: ordinary
+ * under any settings, for configurations that promote. */
+static struct {
+	uint32_t *v;
+	size_t n;	/* elements */
+	uint64_t sum;	/* its hash when it was made */
+	unsigned proof; /* 1-based proof that made it */
+} kept;
+static bool keep_ok = true; /* every kept output was intact when checked */
+
+static uint64_t hash_u32(const uint32_t *v, size_t n)
+{
+	uint32_t d[8];
+	digest(v, n, d);
+	uint64_t s = n;
+	for (unsigned l = 0; l < 8; l++)
+		s = mix64(s ^ d[l]);
+	return s;
+}
+
+static void *keep_resize(void *p, size_t n, unsigned proof)
+{
+	void *q;
+	switch (O.mode) {
+	case MODE_IDEAL: /* made at its final size; odd/even proofs alternate */
+		return slot_get(S_KEEP + (int)(proof & 1), n);
+#ifdef WITH_ZKALLOC
+	case MODE_ZK:
+		if (!O.keep_arena)
+			q = zk_realloc(p, n);
+		else if (p)
+			q = zk_rallocx(p, n, MALLOCX_ARENA(0));
+		else
+			q = zk_mallocx(n, MALLOCX_ARENA(0));
+		break;
+#endif
+	default:
+		q = realloc(p, n);
+	}
+	if (!q)
+		die("out of memory (kept output)");
+	return q;
+}
+
+/* Builds this proof's output from the trace commitment's leaves. */
+static uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
+{
+	size_t need = O.keep_bytes / 4, cap = 4, len = 0;
+	if (!need) /* --keep-mib 0 */
+		return 0;
+	if (O.mode == MODE_IDEAL)
+		cap = need;
+	uint32_t *v = keep_resize(NULL, cap * 4, proof);
+	for (size_t i = 0; i < need; i++) {
+		if (len == cap) {
+			v = keep_resize(v, cap * 8, proof);
+			cap *= 2;
+		}
+		v[len++] = f_add(f_rand(proof_seed, 9, i), leaves[i % nl]);
+	}
+	kept.v = v;
+	kept.n = len;
+	kept.proof = proof;
+	kept.sum = hash_u32(v, len);
+	if (O.keep_damage) /* smoke.sh proves that keep_check can fail */
+		v[len / 2] ^= 1;
+	return kept.sum;
+}
+
+/* Checks the output kept from the previous proof (a phase later) and frees
+ * it. Returns its hash now, which enters the checksum. */
+static uint64_t keep_check(void)
+{
+	if (!kept.v)
+		return 0;
+	uint64_t s = hash_u32(kept.v, kept.n);
+	if (s != kept.sum) {
+		fprintf(stderr,
+			"zkbench-prover: the output kept from proof %u changed "
+			"after the next phase began (hash %016" PRIx64
+			", made as %016" PRIx64 ")\n",
+			kept.proof, s, kept.sum);
+		keep_ok = false;
+	}
+	xfree(S_KEEP, kept.v);
+	kept.v = NULL;
+	return s;
+}
+
+/* ------------------------------------------------------------ rotate */
+
+struct big_req {
+	size_t n;
+	void *p;
+};
+
+static void big_alloc(void *arg)
+{
+	struct big_req *r = arg;
+	r->p = xalloc(S_TRACE, r->n);
+}
+
+static void *big_thread(void *arg)
+{
+	big_alloc(arg);
+	return NULL; /* exits holding the block; main frees it */
+}
+
+/* The trace, the proof's biggest buffer. In the rotate scenario another
+ * thread allocates it each proof: a new thread that exits right after (even
+ * proofs, counting from 0) or the next pool worker in turn (odd proofs). */
+static void *alloc_trace(size_t n, unsigned idx)
+{
+	struct big_req r = {n, NULL};
+	pthread_t t;
+	if (O.scenario != SC_ROTATE)
+		big_alloc(&r);
+	else if (idx % 2 == 1 && O.threads > 1)
+		run_on(1 + (idx / 2) % (O.threads - 1), big_alloc, &r);
+	else if (pthread_create(&t, NULL, big_thread, &r) ||
+		 pthread_join(t, NULL))
+		die("pthread_create failed (rotate)");
+	return r.p;
+}
+
+/* ------------------------------------------------------------- spike */
+
+/* One proof allocates spike_bytes of small objects (16 B - 4 KiB, the
+ * bookkeeping sizes) on every thread, holds them through the LDE and frees
+ * them (any thread may free any task's list): the RSS of the proofs after it
+ * shows what the allocator gives back, and when. */
+#define SPIKE_TASKS 64
+
+struct spike_obj {
+	struct spike_obj *next;
+	uint32_t len; /* bytes of data[] */
+	uint32_t seed;
+	unsigned char data[];
+};
+
+struct spike_ctx {
+	struct spike_obj *head[SPIKE_TASKS];
+	size_t per_task;
+};
+
+static _Atomic uint64_t spike_sum;
+
+static void spike_alloc_task(void *ctx, uint32_t t)
+{
+	struct spike_ctx *c = ctx;
+	struct spike_obj *head = NULL;
+	uint64_t id = (uint64_t)t << 32;
+	for (size_t used = 0; used < c->per_task;) {
+		size_t sz = rec_size(id++); /* >= 16 = the header */
+		struct spike_obj *o = xalloc(S_SMALL, sz);
+		o->len = (uint32_t)(sz - sizeof *o);
+		o->seed = (uint32_t)id;
+		memset(o->data, (int)(id & 0xff), o->len);
+		o->next = head;
+		head = o;
+		used += sz;
+	}
+	c->head[t] = head;
+}
+
+static void spike_free_task(void *ctx, uint32_t t)
+{
+	struct spike_ctx *c = ctx;
+	uint64_t s = 0;
+	for (struct spike_obj *o = c->head[t], *next; o; o = next) {
+		next = o->next;
+		uint32_t b = 0;
+		for (uint32_t j = 0; j < o->len; j++)
+			b += o->data[j];
+		s = mix64(s ^ o->seed ^ ((uint64_t)b << 32));
+		xfree(S_SMALL, o);
+	}
+	atomic_fetch_add_explicit(&spike_sum, s, memory_order_relaxed);
+}
+
+/* One proof of 2^log_n rows (2^(log_n+1) after extension); idx counts
+ * proofs from 0. Returns its checksum. Everything it allocates is freed
+ * before it returns, except its kept output (freed by the next proof). */
+static uint64_t prove(unsigned idx, unsigned log_n, uint64_t seed)
 {
 	size_t n = (size_t)1 << log_n, rows = 2 * n, W = O.width;
 	uint64_t ck = seed;
+	ck = mix64(ck ^ keep_check()); /* a phase after it was made */
 	proof_seed = mix64(seed + 0x1234);
 	atomic_store(&rec_next, 0);
 
 	/* trace: allocated once at its extended size, first half filled */
-	uint32_t *trace = xalloc(S_TRACE, rows * W * 4);
+	uint32_t *trace = alloc_trace(rows * W * 4, idx);
 	if (O.grow) {
 		size_t width = W;
 		struct grow_ctx g = {trace,	    n,	   W, O.threads, true,
@@ -882,6 +1115,13 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 		run(fill_task, &f, ceil_div(n, f.per_task));
 	}
 
+	static struct spike_ctx sc;
+	bool spike = O.scenario == SC_SPIKE && idx + 1 == O.spike_at;
+	if (spike) {
+		sc.per_task = O.spike_bytes / SPIKE_TASKS;
+		run(spike_alloc_task, &sc, SPIKE_TASKS);
+	}
+
 	/* LDE in place */
 	uint32_t *tw = twiddles(S_TW, rows);
 	ntt(trace, rows, W, tw);
@@ -890,6 +1130,11 @@ static uint64_t prove(unsigned log_n, uint64_t seed)
 	struct merkle tm;
 	merkle_build(&tm, S_TMERKLE, trace, rows, W);
 	ck = mix64(ck ^ merkle_root(&tm));
+	if (spike) {
+		run(spike_free_task, &sc, SPIKE_TASKS);
+		ck = mix64(ck ^ atomic_exchange(&spike_sum, 0));
+	}
+	ck = mix64(ck ^ keep_make(idx + 1, tm.layer[0], tm.len[0] * 8));
 
 	/* quotient */
 	struct quot_ctx qc = {.trace = trace, .rows = rows, .width = W};
@@ -1039,6 +1284,8 @@ static void ideal_plan(unsigned log_n)
 	slot_need(S_FOLD + 0, rows / 4 * 16);
 	merkle_need(S_FMERKLE + MAX_LAYERS, rows / 4);
 	merkle_need(S_FMERKLE, rows / 8);
+	slot_need(S_KEEP, O.keep_bytes / 4 * 4);
+	slot_need(S_KEEP + 1, O.keep_bytes / 4 * 4);
 	if (O.grow)
 		for (unsigned s = 0; s < O.threads; s++) {
 			size_t a =
@@ -1067,6 +1314,9 @@ static void ideal_setup(const unsigned *sizes, unsigned k)
 		while (nb < rec_limit)
 			nb *= 2;
 		s += O.threads * nb * 8 * 2 + ((size_t)1 << 20);
+		if (O.scenario == SC_SPIKE) /* + 16 B rounding per object */
+			s += O.spike_bytes + O.spike_bytes / 8 +
+			     SPIKE_TASKS * 4096;
 		if (s > small)
 			small = s;
 	}
@@ -1162,6 +1412,92 @@ static bool reset_hwm(void)
 	return fclose(f) == 0 && ok;
 }
 
+/* Machine load during the run, so that wall times taken on a busy machine
+ * can be flagged. Every 0.5 s a thread counts the runnable tasks of the
+ * machine (procs_running) and those of this process (threads in state R),
+ * itself excluded from both. The run's load is the mean of
+ * min(own, CPUs) + others: oversubscribing our own workers (64 threads on 2
+ * CPUs) is not load, other processes' work is. */
+static struct {
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+	double sum_load, sum_other;
+	long n;
+} ld = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+static long ncpu;
+
+static int procs_running(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	char line[256];
+	int v = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "procs_running ", 14)) {
+			v = atoi(line + 14);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static int own_running(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], buf[512];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/stat",
+			 e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue; /* the thread just exited */
+		size_t k = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[k] = 0;
+		const char *p = strrchr(buf, ')'); /* "pid (comm) S ..." */
+		if (p && p[1] == ' ' && p[2] == 'R')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void *load_sampler(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ld.lock);
+	while (!ld.stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 500000000;
+		if (ts.tv_nsec >= 1000000000)
+			ts.tv_sec++, ts.tv_nsec -= 1000000000;
+		pthread_cond_timedwait(&ld.wake, &ld.lock, &ts);
+		if (ld.stop)
+			break;
+		int all = procs_running(), own = own_running();
+		if (all < 1 || own < 1)
+			continue;
+		double o = own - 1, other = all - own; /* minus the sampler */
+		if (other < 0)
+			other = 0;
+		ld.sum_load += (o < ncpu ? o : ncpu) + other;
+		ld.sum_other += other;
+		ld.n++;
+	}
+	pthread_mutex_unlock(&ld.lock);
+	return NULL;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -1176,15 +1512,23 @@ static int cmp_long(const void *a, const void *b)
 
 /* --------------------------------------------------------------- main */
 
-static void usage(void)
+/* why, what: the reason, and the argument it is about (or NULL) */
+static void usage(const char *why, const char *what)
 {
+	if (why)
+		fprintf(stderr, "zkbench-prover: %s%s%s%s\n", why,
+			what ? " '" : "", what ? what : "", what ? "'" : "");
 	fprintf(
 	    stderr,
 	    "usage: zkbench-prover [--mode malloc|ideal|zk] "
-	    "[--preset small|default|large|vary|grow]\n"
-	    "       [--threads T] [--proofs K] [--log-n L] [--width W] "
-	    "[--small S]\n"
-	    "       [--label NAME] [--csv FILE] [--summary FILE] [--quiet]\n"
+	    "[--preset small|medium|default|large|vary|grow]\n"
+	    "       [--scenario steady|rotate|spike] [--threads T] [--proofs K]"
+	    "\n"
+	    "       [--log-n L] [--width W] [--small S] [--keep-mib M] "
+	    "[--keep-via realloc|arena] [--keep-damage]\n"
+	    "       [--spike-mib M] [--spike-at P] [--label NAME] [--csv FILE] "
+	    "[--summary FILE]\n"
+	    "       [--quiet]\n"
 	    "Runs K proofs of an FFT/FRI-shaped workload and prints per-proof "
 	    "wall time,\nminor faults and RSS, then the warm median and the "
 	    "checksum.\n");
@@ -1196,6 +1540,23 @@ static const char *mode_name(enum mode m)
 	return m == MODE_ZK ? "zk" : m == MODE_IDEAL ? "ideal" : "malloc";
 }
 
+static const char *scenario_name(enum scenario s)
+{
+	return s == SC_ROTATE ? "rotate" : s == SC_SPIKE ? "spike" : "steady";
+}
+
+/* how the kept output is allocated */
+static const char *keep_via_name(void)
+{
+	if (!O.keep_bytes)
+		return "none";
+	if (O.mode == MODE_IDEAL)
+		return "preallocated";
+	if (O.mode == MODE_MALLOC)
+		return "realloc";
+	return O.keep_arena ? "arena0" : "zk_realloc";
+}
+
 static void parse(int argc, char **argv)
 {
 	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1204,6 +1565,10 @@ static void parse(int argc, char **argv)
 	O.threads = nthreads > 0 ? (unsigned)nthreads : 1;
 	O.proofs = 6;
 	unsigned log_n = 0, width = 0, small = 0;
+	int keep_mib = -1; /* -1: 1/32 of the trace */
+	const char *via = getenv("ZKBENCH_KEEP_VIA");
+	O.spike_bytes = (size_t)256 << 20;
+	O.spike_at = 4;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1211,8 +1576,12 @@ static void parse(int argc, char **argv)
 			O.quiet = true;
 			continue;
 		}
+		if (!strcmp(a, "--keep-damage")) {
+			O.keep_damage = true;
+			continue;
+		}
 		if (!strcmp(a, "--help") || !v)
-			usage();
+			usage(strcmp(a, "--help") ? "no value after" : NULL, a);
 		i++;
 		if (!strcmp(a, "--mode")) {
 			if (!strcmp(v, "malloc"))
@@ -1222,8 +1591,25 @@ static void parse(int argc, char **argv)
 			else if (!strcmp(v, "zk"))
 				O.mode = MODE_ZK;
 			else
-				usage();
-		} else if (!strcmp(a, "--preset"))
+				usage("unknown --mode", v);
+		} else if (!strcmp(a, "--scenario")) {
+			if (!strcmp(v, "steady"))
+				O.scenario = SC_STEADY;
+			else if (!strcmp(v, "rotate"))
+				O.scenario = SC_ROTATE;
+			else if (!strcmp(v, "spike"))
+				O.scenario = SC_SPIKE;
+			else
+				usage("unknown --scenario", v);
+		} else if (!strcmp(a, "--keep-mib"))
+			keep_mib = atoi(v);
+		else if (!strcmp(a, "--keep-via"))
+			via = v;
+		else if (!strcmp(a, "--spike-mib"))
+			O.spike_bytes = (size_t)atoi(v) << 20;
+		else if (!strcmp(a, "--spike-at"))
+			O.spike_at = (unsigned)atoi(v);
+		else if (!strcmp(a, "--preset"))
 			O.preset = v;
 		else if (!strcmp(a, "--threads"))
 			O.threads = (unsigned)atoi(v);
@@ -1242,16 +1628,22 @@ static void parse(int argc, char **argv)
 		else if (!strcmp(a, "--summary"))
 			O.summary = v;
 		else
-			usage();
+			usage("unknown option", a);
 	}
 #ifndef WITH_ZKALLOC
 	if (O.mode == MODE_ZK)
 		die("this binary has no zkalloc: use zkbench-prover-zk");
 #endif
+	if (via && !strcmp(via, "arena"))
+		O.keep_arena = true;
+	else if (via && strcmp(via, "realloc"))
+		usage("unknown --keep-via (or ZKBENCH_KEEP_VIA)", via);
 	/* presets: rows before extension (2^log_n), columns, small allocs */
 	O.width = 1300;
 	if (!strcmp(O.preset, "small"))
 		O.log_n = 14, O.small = 20000;
+	else if (!strcmp(O.preset, "medium"))
+		O.log_n = 16, O.small = 50000;
 	else if (!strcmp(O.preset, "default"))
 		O.log_n = 18, O.small = 50000;
 	else if (!strcmp(O.preset, "large"))
@@ -1261,7 +1653,7 @@ static void parse(int argc, char **argv)
 	else if (!strcmp(O.preset, "grow"))
 		O.log_n = 17, O.small = 50000, O.grow = true;
 	else
-		usage();
+		usage("unknown --preset", O.preset);
 	if (log_n)
 		O.log_n = log_n;
 	if (width)
@@ -1270,8 +1662,23 @@ static void parse(int argc, char **argv)
 		O.small = small;
 	if (O.threads < 1 || O.threads > MAX_THREADS || O.proofs < 1 ||
 	    O.proofs > MAX_PROOFS || O.log_n < 8 || O.log_n > 26 ||
-	    O.width < 1 || O.width > 100000 || O.small < 16)
-		usage();
+	    O.width < 1 || O.width > 100000 || O.small < 16 || keep_mib < -1 ||
+	    keep_mib > 4096 || O.spike_bytes < ((size_t)1 << 20) ||
+	    O.spike_bytes > ((size_t)64 << 30) ||
+	    (O.scenario == SC_SPIKE &&
+	     (O.spike_at < 2 || O.spike_at > O.proofs)))
+		usage("a value is out of range (threads 1-256, proofs 1-1000, "
+		      "log-n 8-26, width 1-100000, small >= 16, keep-mib <= "
+		      "4096, spike-mib 1-65536, spike-at 2..proofs)",
+		      NULL);
+	/* the kept output: 1/32 of the trace, 2-64 MiB, unless given */
+	size_t trace_bytes = ((size_t)2 << O.log_n) * O.width * 4;
+	O.keep_bytes =
+	    keep_mib >= 0 ? (size_t)keep_mib << 20 : trace_bytes / 32;
+	if (keep_mib < 0 && O.keep_bytes < ((size_t)2 << 20))
+		O.keep_bytes = (size_t)2 << 20;
+	if (keep_mib < 0 && O.keep_bytes > ((size_t)64 << 20))
+		O.keep_bytes = (size_t)64 << 20;
 	if (!O.label)
 		O.label = mode_name(O.mode);
 }
@@ -1294,6 +1701,11 @@ int main(int argc, char **argv)
 	if (O.mode == MODE_IDEAL)
 		ideal_setup(sizes, O.proofs);
 	pool_start();
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 1)
+		ncpu = 1;
+	if (pthread_create(&ld.th, NULL, load_sampler, NULL))
+		die("pthread_create failed (load sampler)");
 
 	FILE *csv = NULL, *sum = NULL;
 	if (O.csv) {
@@ -1304,7 +1716,7 @@ int main(int argc, char **argv)
 			fprintf(csv,
 				"label,mode,preset,threads,proof,log_n,width,"
 				"wall_s,minflt,rss_end_mib,proof_peak_mib,"
-				"checksum,cpu_s\n");
+				"checksum,cpu_s,scenario\n");
 	}
 	if (O.summary) {
 		sum = fopen(O.summary, "a");
@@ -1315,13 +1727,23 @@ int main(int argc, char **argv)
 				"label,mode,preset,threads,proofs,log_n,width,"
 				"warm_median_s,cold_s,warm_minflt,"
 				"peak_rss_mib,rss_growth_mib,checksum,"
-				"warm_cpu_s\n");
+				"warm_cpu_s,scenario,keep_ok,keep_mib,load,"
+				"load_other,cpus,steady_rss_mib,"
+				"spike_rss_mib,spike_peak_mib,recover_phases,"
+				"final_rss_mib,keep_via\n");
 	}
 	if (!O.quiet) {
-		printf("# zkbench-prover mode=%s label=%s preset=%s threads=%u "
-		       "proofs=%u log_n=%u width=%u small=%u\n",
-		       mode_name(O.mode), O.label, O.preset, O.threads,
-		       O.proofs, O.log_n, O.width, O.small);
+		printf("# zkbench-prover mode=%s label=%s preset=%s "
+		       "scenario=%s threads=%u proofs=%u log_n=%u width=%u "
+		       "small=%u keep=%.1f MiB (%s)\n",
+		       mode_name(O.mode), O.label, O.preset,
+		       scenario_name(O.scenario), O.threads, O.proofs, O.log_n,
+		       O.width, O.small, O.keep_bytes / 1048576.0,
+		       keep_via_name());
+		if (O.scenario == SC_SPIKE)
+			printf("# spike: %.0f MiB of small objects in proof "
+			       "%u\n",
+			       O.spike_bytes / 1048576.0, O.spike_at);
 		printf("%-6s %-6s %9s %10s %9s %9s %10s  %s\n", "proof",
 		       "log_n", "wall_s", "minflt", "rss_MiB", "peak_MiB",
 		       "hwm_MiB", "checksum");
@@ -1342,7 +1764,7 @@ int main(int argc, char **argv)
 		if (O.mode == MODE_ZK && zk_begin_phase() != 0)
 			die("zk_begin_phase failed");
 #endif
-		uint64_t ck = prove(sizes[i], (uint64_t)(i + 1) * 0x51ed27);
+		uint64_t ck = prove(i, sizes[i], (uint64_t)(i + 1) * 0x51ed27);
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK)
 			zk_end_phase();
@@ -1358,19 +1780,57 @@ int main(int argc, char **argv)
 			       "%016" PRIx64 "\n",
 			       i + 1, sizes[i], wall[i], flt[i],
 			       rss[i] / 1024.0, peak[i] / 1024.0,
-			       i == 0 ? "(cold)" : "", ck);
+			       i == 0 ? "(cold)"
+			       : O.scenario == SC_SPIKE && i + 1 == O.spike_at
+				   ? "(spike)"
+				   : "",
+			       ck);
 			fflush(stdout);
 		}
 		if (csv) {
 			fprintf(csv,
 				"%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
-				"%016" PRIx64 ",%.4f\n",
+				"%016" PRIx64 ",%.4f,%s\n",
 				O.label, mode_name(O.mode), O.preset, O.threads,
 				i + 1, sizes[i], O.width, wall[i], flt[i],
-				rss[i] / 1024.0, peak[i] / 1024.0, ck, cpu[i]);
+				rss[i] / 1024.0, peak[i] / 1024.0, ck, cpu[i],
+				scenario_name(O.scenario));
 			fflush(csv);
 		}
 	}
+	/* the last proof's output, checked a phase later like the others */
+#ifdef WITH_ZKALLOC
+	if (O.mode == MODE_ZK && zk_begin_phase() != 0)
+		die("zk_begin_phase failed");
+#endif
+	total = mix64(total ^ keep_check());
+#ifdef WITH_ZKALLOC
+	if (O.mode == MODE_ZK)
+		zk_end_phase();
+#endif
+	pthread_mutex_lock(&ld.lock);
+	ld.stop = true;
+	pthread_cond_signal(&ld.wake);
+	pthread_mutex_unlock(&ld.lock);
+	pthread_join(ld.th, NULL);
+	double load = ld.n ? ld.sum_load / ld.n : -1;
+	double load_other = ld.n ? ld.sum_other / ld.n : -1;
+	/* spike: RSS at the end of the proof before the spike (steady state),
+	 * of the spike proof, and the first proof after it back within 1.2 x
+	 * the steady state (0: never within this run) */
+	double steady_rss = 0, spike_rss = 0, spike_peak = 0, final_rss = 0;
+	int recover = 0;
+	if (O.scenario == SC_SPIKE) {
+		unsigned s = O.spike_at - 1; /* index of the spike proof */
+		steady_rss = rss[s - 1] / 1024.0;
+		spike_rss = rss[s] / 1024.0;
+		spike_peak = peak[s] / 1024.0;
+		for (unsigned j = s + 1; j < O.proofs && !recover; j++)
+			if (rss[j] / 1024.0 <= 1.2 * steady_rss)
+				recover = (int)(j - s);
+		final_rss = rss[O.proofs - 1] / 1024.0;
+	}
+
 	/* warm: proofs 2..K (proof 1 is cold) */
 	unsigned nw = O.proofs > 1 ? O.proofs - 1 : 1;
 	double ws[MAX_PROOFS], wc[MAX_PROOFS];
@@ -1407,6 +1867,16 @@ int main(int argc, char **argv)
 		    "faults (median) %ld, peak RSS %.1f MiB, RSS growth %.1f "
 		    "MiB\n",
 		    wmed, cmed, wall[0], fmed, maxpeak / 1024.0, growth);
+		printf("# kept realloc outputs: %s; machine load %.2f (others "
+		       "%.2f) on %ld CPUs\n",
+		       keep_ok ? "intact" : "CORRUPTED", load, load_other,
+		       ncpu);
+		if (O.scenario == SC_SPIKE)
+			printf("# spike: RSS %.1f MiB before, %.1f MiB after "
+			       "(peak %.1f), back within 1.2 x after %d "
+			       "phase(s)%s, last %.1f MiB\n",
+			       steady_rss, spike_rss, spike_peak, recover,
+			       recover ? "" : " (never)", final_rss);
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK) {
 			zk_stats_t st = {.size = sizeof st};
@@ -1433,13 +1903,18 @@ int main(int argc, char **argv)
 	if (sum) {
 		fprintf(sum,
 			"%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
-			"%016" PRIx64 ",%.4f\n",
+			"%016" PRIx64 ",%.4f,%s,%d,%.1f,%.2f,%.2f,%ld,%.1f,"
+			"%.1f,%.1f,%d,%.1f,%s\n",
 			O.label, mode_name(O.mode), O.preset, O.threads,
 			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
-			maxpeak / 1024.0, growth, total, cmed);
+			maxpeak / 1024.0, growth, total, cmed,
+			scenario_name(O.scenario), keep_ok,
+			O.keep_bytes / 1048576.0, load, load_other, ncpu,
+			steady_rss, spike_rss, spike_peak, recover, final_rss,
+			keep_via_name());
 		fclose(sum);
 	}
 	printf("checksum %016" PRIx64 "\n", total);
 	pool_stop();
-	return 0;
+	return keep_ok ? 0 : 3;
 }
