@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -156,4 +158,16 @@ void zk_os_warn(const char *msg, size_t len)
 		msg += w;
 		len -= (size_t)w;
 	}
+}
+
+void zk_os_warnf(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		zk_os_warn(buf, (size_t)n < sizeof(buf) ? (size_t)n
+							: sizeof(buf) - 1);
 }

@@ -59,4 +59,8 @@ unsigned zk_os_ncpus(void);
 /* Write a whole message to stderr without allocating. */
 void zk_os_warn(const char *msg, size_t len);
 
+/* printf-style zk_os_warn: formatted into a 1 KiB stack buffer (cut there),
+ * so it may run inside an allocator's callers, a constructor or at exit. */
+void zk_os_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

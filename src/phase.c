@@ -59,26 +59,13 @@ static void options_apply(void);
 #define RETAIN_GROW_LIMIT ((size_t)64 << 20)
 #define MiB		  ((size_t)1 << 20)
 
-static void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warnf(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		zk_os_warn(buf, (size_t)n < sizeof(buf) ? (size_t)n
-							: sizeof(buf) - 1);
-}
-
 /* One warning per cause and process. */
 #define WARN_ONCE(flag, ...)                                                   \
 	do {                                                                   \
 		static _Atomic bool flag;                                      \
 		if (!atomic_exchange_explicit(&flag, true,                     \
 					      memory_order_relaxed))           \
-			warnf(__VA_ARGS__);                                    \
+			zk_os_warnf(__VA_ARGS__);                              \
 	} while (0)
 
 static uint64_t now_ns(void)
@@ -173,12 +160,14 @@ static void init_once_fn(void)
 	 * free (overcommit 0 or 1), not under a strict commit limit. */
 	zk_g.pregrow_ok = no_junk && !zk_os_overcommit_strict();
 	if (!no_junk)
-		warnf("zkalloc: note: jemalloc fills memory with junk "
-		      "(opt.junk); phase arenas are not pregrown, so freed "
-		      "phase blocks coalesce less\n");
+		zk_os_warnf(
+		    "zkalloc: note: jemalloc fills memory with junk "
+		    "(opt.junk); phase arenas are not pregrown, so freed "
+		    "phase blocks coalesce less\n");
 	if (pthread_key_create(&zk_g.exit_key, on_thread_exit) != 0)
-		warnf("zkalloc: warning: pthread_key_create failed; slabs of "
-		      "exited threads are reused only at the next phase\n");
+		zk_os_warnf(
+		    "zkalloc: warning: pthread_key_create failed; slabs of "
+		    "exited threads are reused only at the next phase\n");
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
@@ -239,40 +228,44 @@ static void reserve_regions(void)
 			n = (unsigned)(budget / nregions / per);
 		}
 		if (n == 0) {
-			warnf("zkalloc: warning: cannot reserve the phase "
-			      "region (RLIMIT_AS leaves %zu bytes of address "
-			      "space, too little for a 64 MiB slab in half of "
-			      "it); large allocations are served by plain "
-			      "jemalloc and counted as overflow\n",
-			      zk_os_as_headroom());
+			zk_os_warnf(
+			    "zkalloc: warning: cannot reserve the phase "
+			    "region (RLIMIT_AS leaves %zu bytes of address "
+			    "space, too little for a 64 MiB slab in half of "
+			    "it); large allocations are served by plain "
+			    "jemalloc and counted as overflow\n",
+			    zk_os_as_headroom());
 			return;
 		}
 		if (per < slab || n < (unsigned)zk_g.opt[ZK_OPT_NSLABS])
-			warnf("zkalloc: note: RLIMIT_AS: the regions are "
-			      "reserved as %u slabs x %zu bytes (asked: %u x "
-			      "%zu)\n",
-			      n, per < slab ? per : slab,
-			      (unsigned)zk_g.opt[ZK_OPT_NSLABS], slab);
+			zk_os_warnf(
+			    "zkalloc: note: RLIMIT_AS: the regions are "
+			    "reserved as %u slabs x %zu bytes (asked: %u x "
+			    "%zu)\n",
+			    n, per < slab ? per : slab,
+			    (unsigned)zk_g.opt[ZK_OPT_NSLABS], slab);
 		if (per < slab)
 			slab = per;
 	}
 	bool thp = zk_g.opt[ZK_OPT_THP] == ZK_THP_ALWAYS;
 	int err = zk_region_init(&zk_g.region, slab, n, thp, true);
 	if (err != 0) {
-		warnf("zkalloc: warning: cannot reserve the phase region "
-		      "(error %d: %s, %u slabs x %zu bytes); large allocations "
-		      "are served by plain jemalloc and counted as overflow\n",
-		      err, strerror(err), n, slab);
+		zk_os_warnf(
+		    "zkalloc: warning: cannot reserve the phase region "
+		    "(error %d: %s, %u slabs x %zu bytes); large allocations "
+		    "are served by plain jemalloc and counted as overflow\n",
+		    err, strerror(err), n, slab);
 		return;
 	}
 	if (!zk_g.small_resident)
 		return;
 	err = zk_region_init(&zk_g.small, slab, n, thp, false);
 	if (err != 0)
-		warnf("zkalloc: warning: cannot reserve the resident region "
-		      "(error %d: %s, %u slabs x %zu bytes); ordinary in-phase "
-		      "allocations use plain jemalloc arenas\n",
-		      err, strerror(err), n, slab);
+		zk_os_warnf(
+		    "zkalloc: warning: cannot reserve the resident region "
+		    "(error %d: %s, %u slabs x %zu bytes); ordinary in-phase "
+		    "allocations use plain jemalloc arenas\n",
+		    err, strerror(err), n, slab);
 }
 
 /* ------------------------------------------------------------- arenas */

@@ -41,21 +41,6 @@
 
 const void *zk_jemalloc_mallocx;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	/* A stack buffer and write(2): this may run inside malloc's callers,
-	 * in a constructor or at exit, and must not allocate. */
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		zk_os_warn(buf, (size_t)n < sizeof(buf) ? (size_t)n
-							: sizeof(buf) - 1);
-}
-
 static const char *name_of(const Dl_info *info)
 {
 	return info->dli_fname != NULL && info->dli_fname[0] != '\0'
@@ -101,7 +86,8 @@ static void check_link_order(const Dl_info *self, const Dl_info *je)
 	if (mi.dli_fbase == je->dli_fbase || mi.dli_fbase == self->dli_fbase ||
 	    sanitizer_or_valgrind(&mi))
 		return;
-	say("zkalloc: warning: this process's malloc() is the one in %s, not "
+	zk_os_warnf(
+	    "zkalloc: warning: this process's malloc() is the one in %s, not "
 	    "jemalloc's: zkalloc calls the jemalloc in %s. Memory from "
 	    "malloc/calloc/realloc/strdup must not be passed to zk_free or "
 	    "zk_realloc (jemalloc cannot free glibc's blocks), and it is never "
@@ -182,7 +168,8 @@ static void check_second_jemalloc(const Dl_info *self, const Dl_info *je)
 		const char *sym = jemalloc_in(&list.o[i], oi.dli_fbase);
 		if (sym == NULL)
 			continue;
-		say("zkalloc: warning: a second jemalloc is loaded: %s defines "
+		zk_os_warnf(
+		    "zkalloc: warning: a second jemalloc is loaded: %s defines "
 		    "%s, but zkalloc calls the jemalloc in %s. Memory and "
 		    "mallctl calls made through the other one never reach "
 		    "zkalloc (no phase memory; zk.* names unknown to it). Fix: "
@@ -210,7 +197,8 @@ static void banner(void)
 	if (je_mallctl("version", &version, &len, NULL, 0) != 0)
 		version = "?";
 	const uint64_t *o = zk_g.opt;
-	say("zkalloc %d.%d.%d: active, %s %s; jemalloc %s in %s; region: %u "
+	zk_os_warnf(
+	    "zkalloc %d.%d.%d: active, %s %s; jemalloc %s in %s; region: %u "
 	    "slabs x %.4g GiB, reserved at the first phase; options: "
 	    "slab_size=%llu nslabs=%u min_bytes=%zu promote_bytes=%zu thp=%s "
 	    "small=%s check=%llu verbose=1\n",
@@ -245,7 +233,8 @@ __attribute__((destructor)) static void summary(void)
 	zk_stats_t s = {.size = sizeof(s)};
 	if (zk_stats_get(&s) != 0)
 		return;
-	say("zkalloc: exit: %llu phases; phase memory resident %.1f MiB "
+	zk_os_warnf(
+	    "zkalloc: exit: %llu phases; phase memory resident %.1f MiB "
 	    "(largest slab %.1f MiB of %.1f MiB, %u slabs); overflow %llu "
 	    "requests, %.1f MiB; arenas %llu created, %llu destroyed; small "
 	    "resident %.1f MiB, %llu refused%s\n",
