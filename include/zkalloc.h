@@ -251,7 +251,7 @@ typedef struct zk_stats {
 				    served instead */
 	uint64_t overflow_bytes;
 	uint64_t arenas_created;   /* phase arenas created, all phases */
-	uint64_t arenas_destroyed; /* phase arenas destroyed by begin_phase */
+	uint64_t arenas_destroyed; /* phase arenas destroyed (checked mode) */
 	uint64_t hook_zeroed_bytes; /* recycled bytes the hooks cleared */
 	size_t small_resident_bytes; /* resident arenas: bytes resident */
 	uint64_t small_overflow_count; /* ordinary in-phase requests the
