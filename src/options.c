@@ -45,8 +45,8 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
 			  default_min_bytes, 1, (uint64_t)1 << 62, NULL,
 			  "in-phase requests of at least this size use phase "
 			  "memory; default arenas.tcache_max + 1"},
-    [ZK_OPT_PROMOTE_BYTES] = {"ZK_ALLOC_PROMOTE_BYTES", ZK_KIND_BYTES, 0,
-			      NULL, 0, (uint64_t)1 << 62, NULL,
+    [ZK_OPT_PROMOTE_BYTES] = {"ZK_ALLOC_PROMOTE_BYTES", ZK_KIND_BYTES, 0, NULL,
+			      0, (uint64_t)1 << 62, NULL,
 			      "in a phase, realloc of an ordinary block to "
 			      "at least this size moves it into phase memory; "
 			      "0 = off"},
@@ -67,6 +67,11 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
 			    64, NULL,
 			    "at each begin, resident pages that none of the "
 			    "last K phases needed are given back"},
+    [ZK_OPT_SHARED_BYTES] =
+	{"ZK_ALLOC_SHARED_BYTES", ZK_KIND_BYTES, 8 * MiB, NULL, 0,
+	 (uint64_t)1 << 62, NULL,
+	 "in-phase requests of at least this size go to one "
+	 "phase arena shared by all threads; 0 = off"},
 };
 
 static int parse_whole(const char *s, const char **end, uint64_t *out)
@@ -97,11 +102,25 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 			return -1;
 		unsigned shift = 0;
 		switch (*end) {
-		case '\0': break;
-		case 'k': case 'K': shift = 10; end++; break;
-		case 'm': case 'M': shift = 20; end++; break;
-		case 'g': case 'G': shift = 30; end++; break;
-		default: return -1;
+		case '\0':
+			break;
+		case 'k':
+		case 'K':
+			shift = 10;
+			end++;
+			break;
+		case 'm':
+		case 'M':
+			shift = 20;
+			end++;
+			break;
+		case 'g':
+		case 'G':
+			shift = 30;
+			end++;
+			break;
+		default:
+			return -1;
 		}
 		if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
 			return -1;
@@ -109,9 +128,9 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 		break;
 	}
 	case ZK_KIND_GIB: {
-		/* Digits with at most one '.', nothing else, parsed here: strtod
-		 * would take "inf", hex, signs and exponents, and reads the
-		 * decimal point of the locale ("0,5" under de_DE). Value =
+		/* Digits with at most one '.', nothing else, parsed here:
+		 * strtod would take "inf", hex, signs and exponents, and reads
+		 * the decimal point of the locale ("0,5" under de_DE). Value =
 		 * whole + frac / 10^ndec GiB, rounded up to a byte. */
 		uint64_t whole = 0, frac = 0, scale = 1;
 		int dots = 0, digits = 0;
@@ -121,7 +140,8 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 			} else if (*c >= '0' && *c <= '9') {
 				digits++;
 				if (dots == 0)
-					whole = whole * 10 + (uint64_t)(*c - '0');
+					whole =
+					    whole * 10 + (uint64_t)(*c - '0');
 				else if (scale < 1000000000000ull) {
 					frac = frac * 10 + (uint64_t)(*c - '0');
 					scale *= 10;
@@ -136,7 +156,8 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 			return -1;
 		/* frac / scale of a GiB, in bytes, rounded up: split GiB to
 		 * stay within 64 bits (scale <= 10^12, GiB = 2^30). */
-		uint64_t part = frac * (GiB >> 20) / scale * ((uint64_t)1 << 20);
+		uint64_t part =
+		    frac * (GiB >> 20) / scale * ((uint64_t)1 << 20);
 		uint64_t rest = frac * (GiB >> 20) % scale;
 		part += (rest * ((uint64_t)1 << 20) + scale - 1) / scale;
 		v = whole * GiB + part;
@@ -180,24 +201,29 @@ static void warn_bad(const zk_opt_desc_t *row, const char *text, uint64_t dflt)
 			 "a decimal number of GiB from %.4f to %llu",
 			 (double)row->min / (double)GiB,
 			 (unsigned long long)(row->max / GiB));
-		snprintf(dtext, sizeof(dtext), "%.4g GiB", (double)dflt / (double)GiB);
+		snprintf(dtext, sizeof(dtext), "%.4g GiB",
+			 (double)dflt / (double)GiB);
 		break;
 	default:
 		snprintf(expect, sizeof(expect),
 			 "a whole number%s from %llu to %llu",
-			 row->kind == ZK_KIND_BYTES ? " of bytes (K/M/G suffix allowed)" : "",
+			 row->kind == ZK_KIND_BYTES
+			     ? " of bytes (K/M/G suffix allowed)"
+			     : "",
 			 (unsigned long long)row->min,
 			 (unsigned long long)row->max);
-		snprintf(dtext, sizeof(dtext), "%llu", (unsigned long long)dflt);
+		snprintf(dtext, sizeof(dtext), "%llu",
+			 (unsigned long long)dflt);
 		break;
 	}
-	int n = snprintf(buf, sizeof(buf),
-			 "zkalloc: warning: %s=\"%.64s%s\" is not valid (expected "
-			 "%s); using the default %s\n",
-			 row->env, text, strlen(text) > 64 ? "..." : "", expect,
-			 dtext);
+	int n = snprintf(
+	    buf, sizeof(buf),
+	    "zkalloc: warning: %s=\"%.64s%s\" is not valid (expected "
+	    "%s); using the default %s\n",
+	    row->env, text, strlen(text) > 64 ? "..." : "", expect, dtext);
 	if (n > 0)
-		zk_os_warn(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+		zk_os_warn(buf, (size_t)n < sizeof(buf) ? (size_t)n
+							: sizeof(buf) - 1);
 }
 
 void zk_options_load(uint64_t out[ZK_OPT__COUNT])

@@ -18,6 +18,7 @@ typedef enum zk_opt_id {
 	ZK_OPT_CHECK,         /* ZK_ALLOC_CHECK: 0 or 1 */
 	ZK_OPT_VERBOSE,       /* ZK_ALLOC_VERBOSE: 0 or 1 */
 	ZK_OPT_TRIM_PHASES,   /* ZK_ALLOC_TRIM_PHASES: K of the phase decay */
+	ZK_OPT_SHARED_BYTES,  /* ZK_ALLOC_SHARED_BYTES, 0 = off */
 	ZK_OPT__COUNT
 } zk_opt_id_t;
 

@@ -180,6 +180,7 @@ void zk_init(void)
 static void options_apply(void)
 {
 	zk_g.min_bytes = (size_t)zk_g.opt[ZK_OPT_MIN_BYTES];
+	zk_g.shared_bytes = (size_t)zk_g.opt[ZK_OPT_SHARED_BYTES];
 	zk_g.promote_bytes = (size_t)zk_g.opt[ZK_OPT_PROMOTE_BYTES];
 	zk_g.small_resident = zk_g.opt[ZK_OPT_SMALL] == ZK_SMALL_RESIDENT;
 	/* Round the slab size up to the slab alignment. */
@@ -217,55 +218,61 @@ static void reserve_regions(void)
 {
 	size_t slab = (size_t)zk_g.opt[ZK_OPT_SLAB_SIZE];
 	unsigned n = (unsigned)zk_g.opt[ZK_OPT_NSLABS];
-	unsigned nregions = zk_g.small_resident ? 2 : 1;
+	/* The shared slab is as large as all thread slabs together: the
+	 * process's big buffers fit it whichever threads make them. */
+	bool shared = zk_g.shared_bytes != 0;
+	size_t units =
+	    (size_t)n * ((shared ? 2 : 1) + (zk_g.small_resident ? 1 : 0));
 	size_t budget = zk_os_as_headroom();
 	if (budget != SIZE_MAX) {
 		budget /= 2;
-		size_t per = budget / nregions / n;
+		size_t per = budget / units;
 		per &= ~(ZK_SLAB_ALIGN - 1);
 		if (per < 64 * MiB) {
 			per = 64 * MiB;
-			n = (unsigned)(budget / nregions / per);
+			n = (unsigned)(budget / per / (units / n));
 		}
 		if (n == 0) {
 			zk_os_warnf(
 			    "zkalloc: warning: cannot reserve the phase "
-			    "region (RLIMIT_AS leaves %zu bytes of address "
-			    "space, too little for a 64 MiB slab in half of "
-			    "it); large allocations are served by plain "
-			    "jemalloc and counted as overflow\n",
+			    "region (RLIMIT_AS leaves %zu bytes of "
+			    "address space, too little for 64 MiB slabs "
+			    "in half of it); large allocations are "
+			    "served by plain jemalloc and counted as "
+			    "overflow\n",
 			    zk_os_as_headroom());
 			return;
 		}
 		if (per < slab || n < (unsigned)zk_g.opt[ZK_OPT_NSLABS])
 			zk_os_warnf(
 			    "zkalloc: note: RLIMIT_AS: the regions are "
-			    "reserved as %u slabs x %zu bytes (asked: %u x "
-			    "%zu)\n",
+			    "reserved as %u slabs x %zu bytes (asked: %u "
+			    "x %zu)\n",
 			    n, per < slab ? per : slab,
 			    (unsigned)zk_g.opt[ZK_OPT_NSLABS], slab);
 		if (per < slab)
 			slab = per;
 	}
 	bool thp = zk_g.opt[ZK_OPT_THP] == ZK_THP_ALWAYS;
-	int err = zk_region_init(&zk_g.region, slab, n, thp, true);
+	int err =
+	    zk_region_init(&zk_g.region, slab, n, shared ? n : 0, thp, true);
 	if (err != 0) {
-		zk_os_warnf(
-		    "zkalloc: warning: cannot reserve the phase region "
-		    "(error %d: %s, %u slabs x %zu bytes); large allocations "
-		    "are served by plain jemalloc and counted as overflow\n",
-		    err, strerror(err), n, slab);
+		zk_os_warnf("zkalloc: warning: cannot reserve the phase region "
+			    "(error %d: %s, %u slabs x %zu bytes); large "
+			    "allocations are served by plain jemalloc and "
+			    "counted as overflow\n",
+			    err, strerror(err), n, slab);
 		return;
 	}
 	if (!zk_g.small_resident)
 		return;
-	err = zk_region_init(&zk_g.small, slab, n, thp, false);
+	err = zk_region_init(&zk_g.small, slab, n, 0, thp, false);
 	if (err != 0)
-		zk_os_warnf(
-		    "zkalloc: warning: cannot reserve the resident region "
-		    "(error %d: %s, %u slabs x %zu bytes); ordinary in-phase "
-		    "allocations use plain jemalloc arenas\n",
-		    err, strerror(err), n, slab);
+		zk_os_warnf("zkalloc: warning: cannot reserve the resident "
+			    "region (error %d: %s, %u slabs x %zu bytes); "
+			    "ordinary in-phase allocations use plain jemalloc "
+			    "arenas\n",
+			    err, strerror(err), n, slab);
 }
 
 /* ------------------------------------------------------------- arenas */
@@ -542,15 +549,50 @@ int zk_small_flags_slow(uint64_t epoch)
 	return zk_tls.small_flags;
 }
 
+int zk_shared_flags_slow(uint64_t epoch)
+{
+	if (zk_tls.busy)
+		return 0;
+	zk_init();
+	zk_slab_t *s = __atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE)
+			   ? zk_region_shared(&zk_g.region)
+			   : NULL;
+	if (s == NULL)
+		return 0; /* not reserved (yet): the caller overflows */
+	zk_tls.busy = true;
+	pthread_mutex_lock(&zk_g.lock);
+	bool ok =
+	    atomic_load_explicit(&zk_g.active, memory_order_relaxed) &&
+	    !zk_g.beginning &&
+	    atomic_load_explicit(&zk_g.epoch, memory_order_relaxed) == epoch;
+	if (ok)
+		s->users_epoch = epoch; /* used in this phase: reset at begin */
+	pthread_mutex_unlock(&zk_g.lock);
+	int flags = 0;
+	if (ok && arena_ensure(s, true))
+		flags = MALLOCX_ARENA(s->arena_ind) | MALLOCX_TCACHE_NONE;
+	if (ok) {
+		zk_tls.shared_epoch = epoch;
+		zk_tls.shared_flags = flags;
+	}
+	zk_tls.busy = false;
+	return flags;
+}
+
 size_t zk_phase_max_block(void)
+{
+	if (__atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	zk_slab_t *sh = zk_region_shared(&zk_g.region);
+	return zk_slab_max_block(sh ? sh->size : zk_g.region.slab_size);
+}
+
+size_t zk_slab_max_block(size_t slab)
 {
 	/* The pregrown extent (the slab less its metadata reserve and the
 	 * arena's first base block), then the largest jemalloc size class
 	 * (four per power of two) that fits in it with a page to spare (the
 	 * cache-oblivious offset of large blocks). */
-	size_t slab = __atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE)
-			  ? zk_g.region.slab_size
-			  : 0;
 	size_t keep = slab / 32 > 8 * MiB ? slab / 32 : 8 * MiB;
 	if (slab < 4 * keep)
 		return 0;
@@ -698,7 +740,8 @@ int zk_begin_phase(void)
 	 * (only possible with a lowered ZK_ALLOC_MIN_BYTES); flush it before
 	 * its arena is emptied. Other threads' caches cannot be reached. */
 	je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-	for (unsigned i = 0; i < zk_g.region.nslabs; i++) {
+	for (unsigned i = 0; i < zk_g.region.nslabs + zk_g.region.nshared;
+	     i++) {
 		zk_slab_t *s = &zk_g.region.slabs[i];
 		bool used = s->users_epoch == epoch && epoch != 0;
 		recycle_phase_slab(s, used);

@@ -25,6 +25,7 @@ typedef struct zk_global {
 	/* Copies of options the fast path reads (constant after the first
 	 * phase; zk_opt_write may change them before it). */
 	size_t min_bytes;
+	size_t shared_bytes; /* 0: no shared phase slab */
 	size_t promote_bytes;
 	bool small_resident;
 	bool pregrow_ok;    /* jemalloc does not junk-fill (opt.junk) and
@@ -58,6 +59,9 @@ typedef struct zk_tls {
 	uint64_t small_epoch;  /* epoch the small flags were looked up in */
 	int small_flags;       /* MALLOCX_ARENA of the resident arena, or 0 */
 	zk_slab_t *small_slab; /* resident slab held, or NULL */
+	uint64_t shared_epoch; /* epoch shared_flags belong to */
+	int shared_flags;      /* MALLOCX_ARENA|TCACHE_NONE of the shared
+				  phase arena, or 0 */
 	bool busy;	       /* in a slow path: re-entrant calls use plain
 				  jemalloc (pthread_setspecific may calloc) */
 	bool key_set;	       /* the exit destructor is registered */
@@ -75,9 +79,10 @@ void zk_init(void);
  * option that cannot change after load (ZK_OPT_CHECK). */
 int zk_opt_write(zk_opt_id_t id, uint64_t value);
 
-/* Slow paths of the two lookups below (may create an arena). */
+/* Slow paths of the lookups below (may create an arena). */
 int zk_phase_flags_slow(uint64_t epoch);
 int zk_small_flags_slow(uint64_t epoch);
+int zk_shared_flags_slow(uint64_t epoch);
 
 /* Flags that put a je_mallocx call into this thread's phase arena, or 0. */
 static inline int zk_phase_flags(void)
@@ -86,6 +91,16 @@ static inline int zk_phase_flags(void)
 	if (__builtin_expect(zk_tls.epoch == e, 1))
 		return zk_tls.flags;
 	return zk_phase_flags_slow(e);
+}
+
+/* Flags that put a je_mallocx call into the phase arena all threads share
+ * for requests of at least zk_g.shared_bytes, or 0. */
+static inline int zk_shared_flags(void)
+{
+	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_acquire);
+	if (__builtin_expect(zk_tls.shared_epoch == e, 1))
+		return zk_tls.shared_flags;
+	return zk_shared_flags_slow(e);
 }
 
 /* Flags for this thread's resident arena (ordinary memory that keeps its
@@ -111,8 +126,11 @@ static inline void zk_count_overflow(size_t size)
  * Warns once per process; the other overflow causes warn where found. */
 void zk_warn_slab_full(size_t size);
 
+/* Largest request a slab of slab_size bytes serves as one block. */
+size_t zk_slab_max_block(size_t slab_size);
+
 /* Largest request phase memory can serve as one block (0 before the
- * region is reserved). */
+ * region is reserved): the shared slab's, or a thread slab's. */
 size_t zk_phase_max_block(void);
 
 /* Slabs used by threads in the current phase (no lock: a snapshot). */

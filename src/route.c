@@ -60,20 +60,26 @@ static void *alloc_in_phase(size_t size, int flags)
 {
 	if (size < zk_g.min_bytes)
 		return alloc_ordinary_in_phase(size, flags);
-	/* Larger than a slab: no phase arena can hold it, and it is no sign
-	 * of a full slab. Plain jemalloc serves it or fails. */
-	size_t slab = zk_g.region.slab_size; /* 0 until reserved */
-	if (unlikely(size > slab) && slab != 0) {
+	/* Big blocks go to the arena all threads share (the process's big
+	 * buffers land on the same pages whichever thread makes them), the
+	 * others to this thread's. */
+	bool shared = zk_g.shared_bytes != 0 && size >= zk_g.shared_bytes;
+	int af = shared ? zk_shared_flags() : zk_phase_flags();
+	zk_slab_t *s = af == 0	? NULL
+		       : shared ? zk_region_shared(&zk_g.region)
+				: zk_tls.slab;
+	/* Larger than the slab: no phase arena can hold it, and it is no
+	 * sign of a full slab. Plain jemalloc serves it or fails. */
+	if (s != NULL && unlikely(size > s->size)) {
 		void *p = je_mallocx(size, flags);
 		if (p != NULL)
 			zk_count_overflow(size);
 		return p;
 	}
-	int af = zk_phase_flags();
-	if (af != 0) {
+	if (s != NULL) {
 		void *p = je_mallocx(size, phase_call_flags(flags, af));
 		if (likely(p != NULL)) {
-			zk_slab_mark(zk_tls.slab, p, size);
+			zk_slab_mark(s, p, size);
 			return p;
 		}
 		zk_warn_slab_full(size);
@@ -272,7 +278,7 @@ static void *realloc_phase(zk_slab_t *s, void *p, size_t size, int flags)
 		zk_slab_mark(s, q, size);
 		return q;
 	}
-	if (size <= zk_g.region.slab_size)
+	if (size <= s->size)
 		zk_warn_slab_full(size);
 	size_t old = je_sallocx(p, 0);
 	q = je_mallocx(size, flags & ~(FLAG_ARENA_MASK | FLAG_TCACHE_MASK));

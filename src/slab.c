@@ -16,24 +16,28 @@
  * loads a non-zero total (acquire) sees the whole region, and one that
  * loads 0 looks no further. */
 static void region_publish(zk_region_t *r, char *base, size_t slab_size,
-			   unsigned nslabs, zk_slab_t *slabs, size_t total)
+			   unsigned nslabs, unsigned nshared, zk_slab_t *slabs,
+			   size_t total)
 {
 	__atomic_store_n(&r->base, base, __ATOMIC_RELAXED);
 	r->slab_size = slab_size;
 	r->nslabs = nslabs;
+	r->nshared = nshared;
 	r->slabs = slabs;
 	__atomic_store_n(&r->total, total, __ATOMIC_RELEASE);
 }
 
 int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
-		   bool thp_always, bool rewindable)
+		   unsigned shared_units, bool thp_always, bool rewindable)
 {
-	region_publish(r, NULL, 0, 0, NULL, 0);
+	region_publish(r, NULL, 0, 0, 0, NULL, 0);
+	size_t units = (size_t)nslabs + shared_units;
 	if (nslabs == 0 || slab_size == 0 || slab_size % ZK_SLAB_ALIGN != 0 ||
-	    slab_size > SIZE_MAX / nslabs)
+	    slab_size > SIZE_MAX / units || (shared_units && !rewindable))
 		return EINVAL;
-	size_t total = slab_size * nslabs;
-	size_t table = sizeof(zk_slab_t) * nslabs;
+	unsigned nshared = shared_units ? 1 : 0;
+	size_t total = slab_size * units;
+	size_t table = sizeof(zk_slab_t) * (nslabs + nshared);
 	/* Resident slabs: a page bitmap each, committed as the slab grows. */
 	size_t bits = rewindable ? 0 : slab_size / PAGE / 8;
 	void *base, *slabs, *bitmaps = NULL;
@@ -60,11 +64,11 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 	/* Advice is a preference: a kernel without THP refuses it harmlessly.
 	 */
 	(void)zk_os_advise_thp(base, total, thp_always);
-	for (unsigned i = 0; i < nslabs; i++) {
+	for (unsigned i = 0; i < nslabs + nshared; i++) {
 		zk_slab_t *s = &((zk_slab_t *)slabs)[i];
 		zk_hooks_init(&s->hooks);
 		s->base = (char *)base + (size_t)i * slab_size;
-		s->size = slab_size;
+		s->size = i < nslabs ? slab_size : shared_units * slab_size;
 		atomic_init(&s->bump, 0);
 		atomic_init(&s->written_end, 0);
 		atomic_init(&s->committed, 0);
@@ -77,7 +81,7 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 				     : NULL;
 		pthread_mutex_init(&s->trim_lock, NULL);
 	}
-	region_publish(r, base, slab_size, nslabs, slabs, total);
+	region_publish(r, base, slab_size, nslabs, nshared, slabs, total);
 	return 0;
 }
 

@@ -97,16 +97,26 @@ typedef struct zk_slab {
 typedef struct zk_region {
 	char *base; /* NULL when not reserved */
 	size_t slab_size;
-	unsigned nslabs;
-	size_t total;	  /* slab_size * nslabs; 0 when not reserved */
-	zk_slab_t *slabs; /* nslabs entries, in their own mapping */
+	unsigned nslabs;  /* slabs of slab_size, one thread's each */
+	unsigned nshared; /* 0, or 1: one more slab after them, of
+			     shared_units * slab_size, for all threads */
+	size_t total;	  /* every slab's bytes; 0 when not reserved */
+	zk_slab_t *slabs; /* nslabs + nshared entries, in their own mapping */
 } zk_region_t;
 
-/* Reserve nslabs * slab_size bytes (slab_size a multiple of ZK_SLAB_ALIGN)
- * and the slab table; set up every slab with the extent hooks. Returns 0, or
- * the errno of the refused reservation (then *r is left zeroed). */
+/* Reserve nslabs slabs of slab_size bytes (a multiple of ZK_SLAB_ALIGN),
+ * followed, if shared_units != 0, by one shared slab of shared_units *
+ * slab_size bytes, and the slab table; set up every slab with the extent
+ * hooks. Returns 0, or the errno of the refused reservation (then *r is
+ * left zeroed). */
 int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
-		   bool thp_always, bool rewindable);
+		   unsigned shared_units, bool thp_always, bool rewindable);
+
+/* The shared slab of r, or NULL. */
+static inline zk_slab_t *zk_region_shared(const zk_region_t *r)
+{
+	return r->nshared ? &r->slabs[r->nslabs] : NULL;
+}
 
 /* Commit the slab up to offset end (rounded up to the commit granule).
  * Returns 0 or the errno of the refused commit. Any thread. */
@@ -121,7 +131,8 @@ static inline zk_slab_t *zk_region_slab_of(const zk_region_t *r, const void *p)
 			(uintptr_t)__atomic_load_n(&r->base, __ATOMIC_RELAXED);
 	if (off >= total)
 		return NULL;
-	return &r->slabs[off / r->slab_size];
+	size_t i = off / r->slab_size;
+	return &r->slabs[i < r->nslabs ? i : r->nslabs];
 }
 
 /* Hand out size bytes aligned to align (a power of two) at the bump

@@ -49,7 +49,8 @@ static void counters(zk_stats_t *s)
 		if (__atomic_load_n(&regions[r]->total, __ATOMIC_ACQUIRE) == 0)
 			continue;
 		s->reserved_bytes += regions[r]->total;
-		for (unsigned i = 0; i < regions[r]->nslabs; i++)
+		for (unsigned i = 0;
+		     i < regions[r]->nslabs + regions[r]->nshared; i++)
 			s->committed_bytes +=
 			    LOAD(regions[r]->slabs[i].committed);
 	}
@@ -60,7 +61,8 @@ static void counters(zk_stats_t *s)
 static void scan(zk_stats_t *s)
 {
 	if (__atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE) != 0)
-		for (unsigned i = 0; i < zk_g.region.nslabs; i++) {
+		for (unsigned i = 0;
+		     i < zk_g.region.nslabs + zk_g.region.nshared; i++) {
 			size_t res = resident(&zk_g.region.slabs[i]);
 			s->resident_bytes += res;
 			if (res > s->max_slab_resident)

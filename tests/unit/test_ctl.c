@@ -365,21 +365,21 @@ START_TEST(stats_names_follow_the_struct)
 {
 	uint64_t created = tu_stats().arenas_created;
 	ck_assert_int_eq(zk_begin_phase(), 0);
-	char *p = zk_malloc(8 * MiB);
-	memset(p, 1, 8 * MiB);
+	char *p = zk_malloc(4 * MiB);
+	memset(p, 1, 4 * MiB);
 	zk_stats_t s = {.size = sizeof(s)};
 	ck_assert_int_eq(zk_stats_get(&s), 0);
 	ck_assert_uint_eq(s.version, ZK_STATS_VERSION);
 	ck_assert_uint_eq(s.size, sizeof(s));
 	ck_assert(s.region_reserved && s.phase_active);
 	ck_assert_uint_eq(s.slabs_in_use, 1);
-	ck_assert_uint_ge(s.resident_bytes, 8 * MiB);
+	ck_assert_uint_ge(s.resident_bytes, 4 * MiB);
 	ck_assert_uint_eq(s.max_slab_resident, s.resident_bytes);
 	ck_assert_uint_eq(s.arenas_created, created + 1);
 	size_t res, len = sizeof(res);
 	ck_assert_int_eq(
 	    zk_mallctl("zk.stats.resident_bytes", &res, &len, NULL, 0), 0);
-	ck_assert_uint_ge(res, 8 * MiB);
+	ck_assert_uint_ge(res, 4 * MiB);
 	unsigned used;
 	len = sizeof(used);
 	ck_assert_int_eq(

@@ -234,6 +234,62 @@ START_TEST(rotating_thread_reuses_the_warm_slab)
 }
 END_TEST
 
+/* A pool of live workers, all allocating mid-size phase blocks every proof,
+ * one of them (a different one each proof) the big buffer: the big buffers
+ * share one arena, so they land on the same pages (resident memory stays
+ * at one big buffer plus the workers' small ones, warm proofs do not
+ * fault). */
+enum { POOL = 4 };
+static pthread_barrier_t pool_go, pool_done;
+static int pool_turn;
+
+static void *pool_worker(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	for (int ph = 0; ph < 8; ph++) {
+		pthread_barrier_wait(&pool_go);
+		char *mid = zk_malloc(2 * MiB);
+		memset(mid, id, 2 * MiB);
+		if (pool_turn % POOL == id) {
+			char *big = zk_malloc(128 * MiB);
+			ck_assert(zk_owns(big));
+			memset(big, id, 128 * MiB);
+			zk_free(big);
+		}
+		zk_free(mid);
+		pthread_barrier_wait(&pool_done);
+	}
+	return NULL;
+}
+
+START_TEST(big_buffer_moving_between_live_threads)
+{
+	pthread_t t[POOL];
+	pthread_barrier_init(&pool_go, NULL, POOL + 1);
+	pthread_barrier_init(&pool_done, NULL, POOL + 1);
+	for (intptr_t i = 0; i < POOL; i++)
+		pthread_create(&t[i], NULL, pool_worker, (void *)i);
+	long warm = 0;
+	for (int ph = 0; ph < 8; ph++) {
+		long f0 = tu_minor_faults();
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		pool_turn = ph;
+		pthread_barrier_wait(&pool_go);
+		pthread_barrier_wait(&pool_done);
+		zk_end_phase();
+		if (ph >= POOL) /* every worker has had its turn */
+			warm += tu_minor_faults() - f0;
+	}
+	for (int i = 0; i < POOL; i++)
+		pthread_join(t[i], NULL);
+	zk_stats_t s = tu_stats();
+	ck_assert_msg(s.resident_bytes <= (128 + POOL * 4 + 16) * MiB,
+		      "resident %zu MiB", s.resident_bytes >> 20);
+	ck_assert_int_lt(warm, 4 * 32768 / 100); /* < 1% of the pages */
+	ck_assert_uint_eq(s.overflow_count, 0);
+}
+END_TEST
+
 /* Pages that none of the last K phases needed go back at a begin; the
  * pages the recent phases did need stay (no faults in steady phases). */
 START_TEST(phase_decay_gives_back_what_recent_phases_did_not_need)
@@ -293,13 +349,13 @@ START_TEST(small_spike_decays_after_k_phases)
 		if (ph >= 3 && ph <= 6)
 			ck_assert_uint_gt(res, 4 * steady);
 		if (ph >= 7)
-			ck_assert_msg(res * 10 <= steady * 12 + 10 * 2 * MiB,
-				      "phase %d: %zu resident, steady %zu; %llu "
-				      "trims, %llu bytes",
-				      ph, res, steady,
-				      (unsigned long long)tu_stats().trims,
-				      (unsigned long long)tu_stats()
-					  .trimmed_bytes);
+			ck_assert_msg(
+			    res * 10 <= steady * 12 + 10 * 2 * MiB,
+			    "phase %d: %zu resident, steady %zu; %llu "
+			    "trims, %llu bytes",
+			    ph, res, steady,
+			    (unsigned long long)tu_stats().trims,
+			    (unsigned long long)tu_stats().trimmed_bytes);
 	}
 }
 END_TEST
@@ -328,8 +384,9 @@ START_TEST(realloc_growth_is_ordinary_and_resident)
 		faults[ph] = tu_minor_faults() - f0;
 		/* the output of the proof before survives this begin */
 		if (ph > 0) {
-			ck_assert_uint_eq(tu_check_byte(kept[ph - 1], 64 * MiB, ph),
-					  SIZE_MAX);
+			ck_assert_uint_eq(
+			    tu_check_byte(kept[ph - 1], 64 * MiB, ph),
+			    SIZE_MAX);
 			zk_free(kept[ph - 1]);
 		}
 	}
@@ -647,7 +704,9 @@ static Suite *default_suite(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, threads_over_phases_keep_data_intact);
 	tcase_add_test(tc, rotating_thread_reuses_the_warm_slab);
-	tcase_add_test(tc, phase_decay_gives_back_what_recent_phases_did_not_need);
+	tcase_add_test(tc, big_buffer_moving_between_live_threads);
+	tcase_add_test(tc,
+		       phase_decay_gives_back_what_recent_phases_did_not_need);
 	tcase_add_test(tc, small_spike_decays_after_k_phases);
 	tcase_add_test(tc, realloc_growth_is_ordinary_and_resident);
 	suite_add_tcase(s, tc);

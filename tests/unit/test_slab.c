@@ -15,7 +15,7 @@ static zk_region_t r;
 
 static void setup(void)
 {
-	ck_assert_int_eq(zk_region_init(&r, 4 * MiB, 3, false, true), 0);
+	ck_assert_int_eq(zk_region_init(&r, 4 * MiB, 3, 0, false, true), 0);
 }
 
 START_TEST(layout)
@@ -74,11 +74,11 @@ END_TEST
 START_TEST(bad_geometry_is_refused)
 {
 	zk_region_t x;
-	ck_assert_int_eq(zk_region_init(&x, 3 * MiB, 2, false, true), EINVAL);
+	ck_assert_int_eq(zk_region_init(&x, 3 * MiB, 2, 0, false, true), EINVAL);
 	ck_assert_ptr_null(x.base);
-	ck_assert_int_eq(zk_region_init(&x, 4 * MiB, 0, false, true), EINVAL);
+	ck_assert_int_eq(zk_region_init(&x, 4 * MiB, 0, 0, false, true), EINVAL);
 	ck_assert_int_eq(
-	    zk_region_init(&x, SIZE_MAX - ZK_SLAB_ALIGN + 1, 4, false, true),
+	    zk_region_init(&x, SIZE_MAX - ZK_SLAB_ALIGN + 1, 4, 0, false, true),
 	    EINVAL);
 	ck_assert_uint_eq(x.total, 0);
 	ck_assert_ptr_null(zk_region_slab_of(&x, &x));
