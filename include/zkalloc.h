@@ -31,8 +31,10 @@
  *   3. Only one phase is active at a time in a process (no nesting; a second
  *      zk_begin_phase() returns EBUSY and changes nothing).
  *
- * Threads: a thread takes a slab (and its arena) at its first phase request
- * of each phase: the one it had before if free, else the free slab with the
+ * Threads: requests of at least zk.opt.shared_bytes (8 MiB) go to one phase
+ * arena shared by all threads, so big buffers reuse the same pages whichever
+ * thread makes them. For smaller ones a thread takes a slab (and its arena)
+ * at its first such request of each phase: the one it had before if free, else the free slab with the
  * most resident pages, else it shares the least used slab's arena with other
  * threads (arenas are thread-safe). A thread that exits leaves its slab free
  * for the next thread at once; its blocks stay valid until the next begin.

@@ -143,6 +143,7 @@ static const opt_entry_t opt_table[] = {
     {"zk.opt.check", ZK_OPT_CHECK, T_BOOL, false},
     {"zk.opt.verbose", ZK_OPT_VERBOSE, T_BOOL, true},
     {"zk.opt.trim_phases", ZK_OPT_TRIM_PHASES, T_UNSIGNED, true},
+    {"zk.opt.shared_bytes", ZK_OPT_SHARED_BYTES, T_SIZE, true},
 };
 
 static void opt_read(const opt_entry_t *e, ctl_value_t *v)

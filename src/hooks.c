@@ -31,6 +31,7 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 		return NULL;
 	}
 	size_t end = (size_t)((char *)p - s->base) + size;
+	zk_slab_note_alloc(s, end - size, size);
 	if (!s->pregrowing) {
 		zk_slab_mark_written(s, end);
 		zk_atomic_max(&s->mark, end);

@@ -658,14 +658,15 @@ static void trim_phase_slab(zk_slab_t *s, size_t keep)
 }
 
 /* A resident arena holds live ordinary blocks; the slab's page bitmap
- * says which pages are free (see hooks.c: decommit). Those above keep are
- * given back. */
-static void trim_resident_slab(zk_slab_t *s, size_t keep)
+ * says which pages are free, its word ages which ones the recent phases
+ * used (see hooks.c: decommit). Free pages none of the last K phases used
+ * are given back. */
+static void trim_resident_slab(zk_slab_t *s, uint32_t epoch)
 {
-	size_t given = zk_slab_garbage_trim(s, keep);
+	size_t given = zk_slab_garbage_trim(
+	    s, epoch, (unsigned)zk_g.opt[ZK_OPT_TRIM_PHASES]);
 	if (given != 0)
 		count_trim(given);
-	atomic_store_explicit(&s->res_hi, keep, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------- begin/end */
@@ -750,10 +751,12 @@ int zk_begin_phase(void)
 		for (unsigned i = 0; i < zk_g.small.nslabs; i++) {
 			zk_slab_t *s = &zk_g.small.slabs[i];
 			if (arena_ready(s))
-				trim_resident_slab(s, mark_rotate(s));
+				trim_resident_slab(s, (uint32_t)epoch);
 		}
 
 	pthread_mutex_lock(&zk_g.lock);
+	atomic_store_explicit(&zk_slab_epoch, (uint32_t)(epoch + 1),
+			      memory_order_relaxed);
 	atomic_store_explicit(&zk_g.epoch, epoch + 1, memory_order_release);
 	zk_g.beginning = false;
 	atomic_store_explicit(&zk_g.active, true, memory_order_release);

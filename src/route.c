@@ -44,10 +44,8 @@ static void *alloc_ordinary_in_phase(size_t size, int flags)
 		int sf = zk_small_flags();
 		if (sf != 0) {
 			void *p = je_mallocx(size, flags | sf);
-			if (likely(p != NULL)) {
-				zk_slab_mark(zk_tls.small_slab, p, size);
+			if (likely(p != NULL))
 				return p;
-			}
 		}
 		if (!zk_tls.busy)
 			atomic_fetch_add_explicit(&zk_g.small_overflow_count, 1,
@@ -327,11 +325,7 @@ static void *grow_ordinary_in_phase(void *p, size_t size, int flags)
 	int sf = zk_small_flags();
 	if (sf == 0)
 		return NULL;
-	void *q = je_rallocx(p, size, flags | sf);
-	zk_slab_t *qs = q ? zk_region_slab_of(&zk_g.small, q) : NULL;
-	if (qs != NULL)
-		zk_slab_mark(qs, q, size);
-	return q;
+	return je_rallocx(p, size, flags | sf);
 }
 
 static void *checked_realloc_phase(zk_slab_t *s, void *p, size_t size,

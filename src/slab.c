@@ -11,6 +11,16 @@
  * jemalloc uses on Linux x86-64 and the common aarch64 kernels). */
 #define PAGE ((size_t)4096)
 
+_Atomic uint32_t zk_slab_epoch;
+
+/* Bytes of a resident slab's metadata: one bit per page, then one 32-bit
+ * age per 64 pages; page aligned. */
+static size_t meta_bytes(size_t slab_size)
+{
+	size_t n = slab_size / PAGE / 8 + slab_size / PAGE / 64 * 4;
+	return (n + PAGE - 1) & ~(PAGE - 1);
+}
+
 /* zk_owns reads base and total on any thread without a lock: everything
  * else is written before total is stored with release, so a reader that
  * loads a non-zero total (acquire) sees the whole region, and one that
@@ -38,8 +48,9 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 	unsigned nshared = shared_units ? 1 : 0;
 	size_t total = slab_size * units;
 	size_t table = sizeof(zk_slab_t) * (nslabs + nshared);
-	/* Resident slabs: a page bitmap each, committed as the slab grows. */
-	size_t bits = rewindable ? 0 : slab_size / PAGE / 8;
+	/* Resident slabs: a page bitmap and a word-age array each (see
+	 * slab.h: garbage, used_epoch), committed as the slab grows. */
+	size_t bits = rewindable ? 0 : meta_bytes(slab_size);
 	void *base, *slabs, *bitmaps = NULL;
 	int err = zk_os_reserve(total, ZK_SLAB_ALIGN, &base);
 	if (err != 0)
@@ -79,10 +90,22 @@ int zk_region_init(zk_region_t *r, size_t slab_size, unsigned nslabs,
 		s->garbage = bitmaps ? (_Atomic uint64_t *)((char *)bitmaps +
 							    (size_t)i * bits)
 				     : NULL;
+		s->used_epoch = bitmaps
+				    ? (_Atomic uint32_t *)((char *)s->garbage +
+							   slab_size / PAGE / 8)
+				    : NULL;
 		pthread_mutex_init(&s->trim_lock, NULL);
 	}
 	region_publish(r, base, slab_size, nslabs, nshared, slabs, total);
 	return 0;
+}
+
+/* Commit the pages holding bytes [b0, b1) of a slab's metadata. */
+static int commit_meta(char *b0, char *b1)
+{
+	uintptr_t lo = (uintptr_t)b0 & ~(uintptr_t)(PAGE - 1);
+	uintptr_t hi = ((uintptr_t)b1 + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	return zk_os_commit((void *)lo, hi - lo);
 }
 
 /* Commit in steps of this much (or more), so a slab growing in small
@@ -102,13 +125,15 @@ int zk_slab_commit(zk_slab_t *s, size_t end)
 		 * same protection is idempotent. */
 		int err = zk_os_commit(s->base + cur, to - cur);
 		if (err == 0 && s->garbage != NULL) {
-			/* The bitmap pages covering [cur, to). */
-			char *b0 = (char *)s->garbage + cur / PAGE / 8;
-			char *b1 = (char *)s->garbage + (to / PAGE + 7) / 8;
-			uintptr_t lo = (uintptr_t)b0 & ~(uintptr_t)(PAGE - 1);
-			uintptr_t hi =
-			    ((uintptr_t)b1 + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
-			err = zk_os_commit((void *)lo, hi - lo);
+			/* The bitmap and age words covering [cur, to). */
+			err = commit_meta((char *)s->garbage + cur / PAGE / 8,
+					  (char *)s->garbage +
+					      (to / PAGE + 7) / 8);
+			if (err == 0)
+				err = commit_meta(
+				    (char *)(s->used_epoch + cur / PAGE / 64),
+				    (char *)(s->used_epoch +
+					     (to / PAGE + 63) / 64));
 		}
 		if (err != 0)
 			return err;
@@ -167,8 +192,28 @@ size_t zk_slab_high_water(const zk_slab_t *s)
 
 /* ------------------------------------------------ resident page bitmap */
 
+/* Record that pages [off, off + len) were used (allocated, reused or
+ * freed) in the current phase. */
+static void note_used(zk_slab_t *s, size_t off, size_t len)
+{
+	uint32_t e = atomic_load_explicit(&zk_slab_epoch, memory_order_relaxed);
+	size_t w0 = off / PAGE / 64, w1 = (off + len + PAGE - 1) / PAGE / 64;
+	for (size_t w = w0; w <= w1 && w * 64 * PAGE < s->size; w++)
+		if (atomic_load_explicit(&s->used_epoch[w],
+					 memory_order_relaxed) != e)
+			atomic_store_explicit(&s->used_epoch[w], e,
+					      memory_order_relaxed);
+}
+
+void zk_slab_note_alloc(zk_slab_t *s, size_t off, size_t len)
+{
+	if (s->used_epoch != NULL)
+		note_used(s, off, len);
+}
+
 void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len)
 {
+	note_used(s, off, len); /* live until now: needed in this phase */
 	size_t p = off / PAGE, end = (off + len) / PAGE;
 	while (p < end) {
 		size_t w = p / 64, b = p % 64;
@@ -185,6 +230,7 @@ void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len)
 {
 	size_t p = off / PAGE, end = (off + len + PAGE - 1) / PAGE;
 	pthread_mutex_lock(&s->trim_lock);
+	note_used(s, off, len);
 	while (p < end) {
 		size_t w = p / 64, b = p % 64;
 		size_t n = end - p < 64 - b ? end - p : 64 - b;
@@ -209,43 +255,40 @@ void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len)
 	pthread_mutex_unlock(&s->trim_lock);
 }
 
-size_t zk_slab_garbage_trim(zk_slab_t *s, size_t from)
+size_t zk_slab_garbage_trim(zk_slab_t *s, uint32_t epoch, unsigned k)
 {
 	size_t given = 0;
-	size_t first = (from + PAGE - 1) / PAGE;
-	size_t last =
-	    atomic_load_explicit(&s->committed, memory_order_acquire) / PAGE;
+	size_t words =
+	    atomic_load_explicit(&s->committed, memory_order_acquire) / PAGE /
+	    64;
 	pthread_mutex_lock(&s->trim_lock);
-	size_t run_lo = 0, run_n = 0;
-	for (size_t p = first; p <= last; p++) {
-		if (run_n == 0 && p % 64 == 0 && p + 64 <= last &&
-		    atomic_load_explicit(&s->garbage[p / 64],
-					 memory_order_relaxed) == 0) {
-			p += 63; /* a word without free pages */
+	for (size_t w = 0; w < words; w++) {
+		uint64_t g =
+		    atomic_load_explicit(&s->garbage[w], memory_order_relaxed);
+		uint32_t used = atomic_load_explicit(&s->used_epoch[w],
+						     memory_order_relaxed);
+		/* Free pages of a word that none of the last k phases
+		 * (epoch - k + 1 .. epoch) used. */
+		if (g == 0 || epoch - used < k)
 			continue;
+		while (g != 0) {
+			unsigned lo = (unsigned)__builtin_ctzll(g);
+			uint64_t run = g >> lo;
+			unsigned n = run == ~(uint64_t)0 >> lo
+					 ? 64 - lo
+					 : (unsigned)__builtin_ctzll(~run);
+			uint64_t m =
+			    (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
+			    << lo;
+			if (zk_os_purge(s->base + (w * 64 + lo) * PAGE,
+					(size_t)n * PAGE) == 0) {
+				/* Given back: the pages read as zero now. */
+				atomic_fetch_and_explicit(&s->garbage[w], ~m,
+							  memory_order_relaxed);
+				given += (size_t)n * PAGE;
+			}
+			g &= ~m;
 		}
-		bool set =
-		    p < last && (atomic_load_explicit(&s->garbage[p / 64],
-						      memory_order_relaxed) >>
-				 (p % 64)) &
-				    1;
-		if (set) {
-			if (run_n == 0)
-				run_lo = p;
-			run_n++;
-			continue;
-		}
-		if (run_n != 0 &&
-		    zk_os_purge(s->base + run_lo * PAGE, run_n * PAGE) == 0) {
-			/* Given back: the pages read as zero now. */
-			for (size_t q = run_lo; q < run_lo + run_n; q++)
-				atomic_fetch_and_explicit(
-				    &s->garbage[q / 64],
-				    ~((uint64_t)1 << (q % 64)),
-				    memory_order_relaxed);
-			given += run_n * PAGE;
-		}
-		run_n = 0;
 	}
 	pthread_mutex_unlock(&s->trim_lock);
 	return given;

@@ -68,6 +68,10 @@ typedef struct zk_slab {
 	 * kernel. trim_lock orders the two (never held across a jemalloc
 	 * call). NULL for phase slabs. */
 	_Atomic uint64_t *garbage;
+	/* Resident slabs only: per 64 pages, the last phase (zk_slab_epoch)
+	 * in which any of them was allocated, reused or freed: a trim gives
+	 * back only the free pages of words none of the last K phases used. */
+	_Atomic uint32_t *used_epoch;
 	pthread_mutex_t trim_lock;
 	/* The pregrown extent [pg_lo, pg_hi) (0, 0 if none). */
 	size_t pg_lo, pg_hi;
@@ -177,6 +181,13 @@ static inline void zk_slab_mark_written(zk_slab_t *s, size_t end)
 		;
 }
 
+/* The current phase, as the resident slabs' ages count it (phase.c
+ * stores zk_g.epoch here at each begin). */
+extern _Atomic uint32_t zk_slab_epoch;
+
+/* Resident slabs: pages [off, off + len) were handed out in this phase. */
+void zk_slab_note_alloc(zk_slab_t *s, size_t off, size_t len);
+
 /* Resident slabs: pages [off, off + len) are free and may hold old data. */
 void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len);
 
@@ -184,9 +195,10 @@ void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len);
  * any (jemalloc reuses them). Takes trim_lock. */
 void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len);
 
-/* Resident slabs: give back to the kernel every free page at or above
- * offset from. Returns the bytes given back. Takes trim_lock. */
-size_t zk_slab_garbage_trim(zk_slab_t *s, size_t from);
+/* Resident slabs: give back to the kernel the free pages that none of the
+ * last k phases up to epoch used (per 64 pages). Returns the bytes given
+ * back. Takes trim_lock. */
+size_t zk_slab_garbage_trim(zk_slab_t *s, uint32_t epoch, unsigned k);
 
 /* Rewind a rewindable slab to empty. Precondition: no jemalloc arena refers
  * to any of its memory (the arena was destroyed or never made). */
