@@ -27,6 +27,8 @@ fn small_slab_overflows_are_counted() {
             "--test-threads=1",
         ])
         .env("ZK_ALLOC_SLAB_GB", "0.03") // rounded up to 32 MiB
+        // a thread slab's capacity: no shared arena for the big vectors
+        .env("ZK_ALLOC_SHARED_BYTES", "0")
         .env("ZKALLOC_TEST_CHILD", "1")
         .output()
         .unwrap();
