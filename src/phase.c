@@ -83,8 +83,10 @@ static void release_locked(void)
 	uint64_t e = atomic_load_explicit(&zk_g.epoch, memory_order_relaxed);
 	/* A phase slab taken in the current phase is free for another thread
 	 * at once: its arena, and the blocks in it, live on until the next
-	 * zk_begin_phase, whoever allocates there next. */
-	if (s != NULL && s->users_epoch == e && s->users > 0)
+	 * zk_begin_phase, whoever allocates there next. A slab this thread
+	 * took in an earlier phase is not its own any more. */
+	if (s != NULL && zk_tls.epoch == e && s->users_epoch == e &&
+	    s->users > 0)
 		s->users--;
 	s = zk_tls.small_slab;
 	if (s != NULL && s->users > 0)

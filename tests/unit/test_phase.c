@@ -641,6 +641,48 @@ START_TEST(exited_thread_slab_taken_over_in_the_phase)
 }
 END_TEST
 
+/* A thread that took a slab in an earlier phase and exits in a later one
+ * gives back nothing it no longer holds: the slab another thread took in
+ * this phase stays that thread's. */
+static pthread_barrier_t idle_go, idle_exit;
+
+static void *take_then_idle(void *arg)
+{
+	take_and_fill(arg); /* phase 1: takes a slab */
+	pthread_barrier_wait(&idle_go);
+	pthread_barrier_wait(&idle_exit); /* exits in phase 2, idle */
+	return NULL;
+}
+
+START_TEST(exit_after_an_idle_phase_releases_nothing)
+{
+	pthread_barrier_init(&idle_go, NULL, 2);
+	pthread_barrier_init(&idle_exit, NULL, 2);
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *a;
+	pthread_t t;
+	pthread_create(&t, NULL, take_then_idle, &a);
+	pthread_barrier_wait(&idle_go);
+	zk_end_phase();
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	/* In phase 2 the idle thread's slab is free: a short thread takes
+	 * one slab and exits, then main takes one (2 slabs in this suite),
+	 * possibly the idle thread's. */
+	char *b, *c;
+	pthread_t u;
+	pthread_create(&u, NULL, take_and_fill, &b);
+	pthread_join(u, NULL); /* exits: its slab is free again */
+	c = zk_malloc(4 * MiB);
+	ck_assert(zk_owns(c));
+	unsigned held = tu_stats().slabs_in_use;
+	pthread_barrier_wait(&idle_exit);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(tu_stats().slabs_in_use, held);
+	zk_free(b);
+	zk_free(c);
+}
+END_TEST
+
 /* Issue 8.6: workers created per step inside ONE phase never run out of
  * slabs (here 2 slabs): 10,000 threads one after another, then in batches
  * of 16, each allocating 1 MiB of phase memory. */
@@ -722,6 +764,7 @@ static Suite *few_slabs_suite(void)
 	tcase_add_test(tc, more_threads_than_slabs_share);
 	tcase_add_test(tc, live_threads_beyond_slabs_share_arenas);
 	tcase_add_test(tc, exited_thread_slab_taken_over_in_the_phase);
+	tcase_add_test(tc, exit_after_an_idle_phase_releases_nothing);
 	tcase_add_test(tc, ten_thousand_short_threads_in_one_phase);
 	suite_add_tcase(s, tc);
 	return s;
