@@ -192,6 +192,21 @@ size_t zk_slab_high_water(const zk_slab_t *s)
 
 /* ------------------------------------------------ resident page bitmap */
 
+/* n bits from bit lo (lo + n <= 64). */
+static inline uint64_t bits_mask(unsigned lo, unsigned n)
+{
+	return (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << lo;
+}
+
+/* The lowest run of set bits of x (x != 0): its first bit and length. */
+static inline void lowest_run(uint64_t x, unsigned *lo, unsigned *n)
+{
+	*lo = (unsigned)__builtin_ctzll(x);
+	uint64_t run = x >> *lo;
+	*n = run == ~(uint64_t)0 >> *lo ? 64 - *lo
+					: (unsigned)__builtin_ctzll(~run);
+}
+
 /* Record that pages [off, off + len) were used (allocated, reused or
  * freed) in the current phase. */
 static void note_used(zk_slab_t *s, size_t off, size_t len)
@@ -218,9 +233,8 @@ void zk_slab_garbage_set(zk_slab_t *s, size_t off, size_t len)
 	while (p < end) {
 		size_t w = p / 64, b = p % 64;
 		size_t n = end - p < 64 - b ? end - p : 64 - b;
-		uint64_t m = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
-			     << b;
-		atomic_fetch_or_explicit(&s->garbage[w], m,
+		atomic_fetch_or_explicit(&s->garbage[w],
+					 bits_mask((unsigned)b, (unsigned)n),
 					 memory_order_relaxed);
 		p += n;
 	}
@@ -234,21 +248,17 @@ void zk_slab_garbage_clear(zk_slab_t *s, size_t off, size_t len)
 	while (p < end) {
 		size_t w = p / 64, b = p % 64;
 		size_t n = end - p < 64 - b ? end - p : 64 - b;
-		uint64_t m = (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
-			     << b;
+		uint64_t m = bits_mask((unsigned)b, (unsigned)n);
 		uint64_t old = atomic_fetch_and_explicit(&s->garbage[w], ~m,
 							 memory_order_relaxed) &
 			       m;
 		while (old != 0) {
 			/* Clear each run of set bits with one memset. */
-			unsigned lo = (unsigned)__builtin_ctzll(old);
-			uint64_t run = old >> lo;
-			unsigned k = run == ~(uint64_t)0 >> lo
-					 ? 64 - lo
-					 : (unsigned)__builtin_ctzll(~run);
+			unsigned lo, k;
+			lowest_run(old, &lo, &k);
 			memset(s->base + (w * 64 + lo) * PAGE, 0,
 			       (size_t)k * PAGE);
-			old &= k + lo >= 64 ? 0 : ~(uint64_t)0 << (k + lo);
+			old &= ~bits_mask(lo, k);
 		}
 		p += n;
 	}
@@ -272,14 +282,9 @@ size_t zk_slab_garbage_trim(zk_slab_t *s, uint32_t epoch, unsigned k)
 		if (g == 0 || epoch - used < k)
 			continue;
 		while (g != 0) {
-			unsigned lo = (unsigned)__builtin_ctzll(g);
-			uint64_t run = g >> lo;
-			unsigned n = run == ~(uint64_t)0 >> lo
-					 ? 64 - lo
-					 : (unsigned)__builtin_ctzll(~run);
-			uint64_t m =
-			    (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1))
-			    << lo;
+			unsigned lo, n;
+			lowest_run(g, &lo, &n);
+			uint64_t m = bits_mask(lo, n);
 			if (zk_os_purge(s->base + (w * 64 + lo) * PAGE,
 					(size_t)n * PAGE) == 0) {
 				/* Given back: the pages read as zero now. */
