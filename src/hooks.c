@@ -34,7 +34,7 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 	zk_slab_note_alloc(s, end - size, size);
 	if (!s->pregrowing) {
 		zk_slab_mark_written(s, end);
-		zk_atomic_max(&s->mark, end);
+		zk_slab_mark(s, p, size);
 	}
 	if (recycled == 0) {
 		COUNT(alloc_fresh);
@@ -65,7 +65,6 @@ static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 	char *p = (char *)addr + offset;
 	size_t off = (size_t)(p - s->base);
 	zk_slab_mark_written(s, off + length);
-	zk_atomic_max(&s->mark, off + length);
 	if (s->garbage != NULL) {
 		/* Resident slab: jemalloc reuses a range it decommitted;
 		 * clear the pages that held data. */

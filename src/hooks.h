@@ -24,8 +24,8 @@
  *                arena.<i>.purge, which some libraries call).
  *   purge_forced refused, except while a new phase arena is pregrown on
  *                never-written memory (the range is zero).
- *   split, merge succeed: the slab is one contiguous range. split, alloc
- *                and commit also raise the slab's phase mark.
+ *   split, merge succeed: the slab is one contiguous range. split and
+ *                alloc also raise the slab's phase mark (phase.c: trim).
  * The hooks run on any thread; the shared state they change is the slab's
  * atomic bump pointer, commit and written marks, and the counters below.
  */

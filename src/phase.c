@@ -286,6 +286,12 @@ static int arena_ctl(unsigned ind, const char *what, void *newp, size_t len)
 	return je_mallctl(name, NULL, NULL, newp, len);
 }
 
+/* What pregrow leaves of avail bytes for the arena's metadata. */
+static size_t pregrow_keep(size_t avail)
+{
+	return avail / 32 > 8 * MiB ? avail / 32 : 8 * MiB;
+}
+
 /*
  * Give a new phase arena most of its slab as one retained extent. jemalloc
  * never merges extents that came from different alloc-hook calls, so an
@@ -311,7 +317,7 @@ static void pregrow(zk_slab_t *s, unsigned ind)
 		return;
 	size_t b0 = zk_slab_used(s);
 	size_t avail = s->size - b0;
-	size_t keep = avail / 32 > 8 * MiB ? avail / 32 : 8 * MiB;
+	size_t keep = pregrow_keep(avail);
 	if (avail < 4 * keep)
 		return;
 	int flags = MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE;
@@ -595,7 +601,7 @@ size_t zk_slab_max_block(size_t slab)
 	 * arena's first base block), then the largest jemalloc size class
 	 * (four per power of two) that fits in it with a page to spare (the
 	 * cache-oblivious offset of large blocks). */
-	size_t keep = slab / 32 > 8 * MiB ? slab / 32 : 8 * MiB;
+	size_t keep = pregrow_keep(slab);
 	if (slab < 4 * keep)
 		return 0;
 	size_t ext = slab - keep - 4 * MiB - 4096;

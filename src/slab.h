@@ -76,10 +76,11 @@ typedef struct zk_slab {
 	/* The pregrown extent [pg_lo, pg_hi) (0, 0 if none). */
 	size_t pg_lo, pg_hi;
 
-	/* Phase decay (see phase.c: trim). mark: the highest offset that
-	 * allocations made since the last zk_begin_phase ended at (atomic max,
-	 * from the routing wrapper and the split/alloc hooks). marks[]: the
-	 * last phases' marks. res_hi: offset below which pages may be
+	/* Phase decay of phase slabs (see phase.c: trim; resident slabs use
+	 * used_epoch instead, and leave these at 0). mark: the highest offset
+	 * that allocations made since the last zk_begin_phase ended at (atomic
+	 * max, from the routing wrapper and the split/alloc hooks). marks[]:
+	 * the last phases' marks. res_hi: offset below which pages may be
 	 * resident; pages above it were never touched or were given back. */
 	_Atomic size_t mark;
 	size_t marks[ZK_TRIM_RING];
