@@ -84,39 +84,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod ffi {
     use std::ffi::{c_char, c_int, c_void};
 
-    /// `zk_stats_t` of include/zkalloc.h (version 2). The library fills it up
-    /// to `.size` bytes or its own struct's size; fields are only ever
-    /// appended, so a version 1 library leaves the version 2 fields zero.
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    pub struct ZkStats {
-        pub size: usize,
-        pub version: u32,
-        pub region_reserved: bool,
-        pub phase_active: bool,
-        pub epoch: u64,
-        pub slab_size: usize,
-        pub nslabs: u32,
-        pub slabs_in_use: u32,
-        pub resident_bytes: usize,
-        pub max_slab_resident: usize,
-        pub overflow_count: u64,
-        pub overflow_bytes: u64,
-        pub arenas_created: u64,
-        pub arenas_destroyed: u64,
-        pub hook_zeroed_bytes: u64,
-        pub small_resident_bytes: usize,
-        pub small_overflow_count: u64,
-        // Version 2.
-        pub shared_count: u64,
-        pub arenas_reset: u64,
-        pub trims: u64,
-        pub trimmed_bytes: u64,
-        pub begin_ns_last: u64,
-        pub committed_bytes: usize,
-        pub reserved_bytes: usize,
-        pub max_block: usize,
-    }
 
     extern "C" {
         pub fn zk_begin_phase() -> c_int;
@@ -127,7 +94,7 @@ mod ffi {
         pub fn zk_rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void;
         pub fn zk_sdallocx(p: *mut c_void, size: usize, flags: c_int);
         pub fn zk_owns(p: *const c_void) -> bool;
-        pub fn zk_stats_get(out: *mut ZkStats) -> c_int;
+        pub fn zk_stats_get(out: *mut super::Stats) -> c_int;
         pub fn zk_mallctl(
             name: *const c_char,
             oldp: *mut c_void,
@@ -307,9 +274,14 @@ pub fn owns<T: ?Sized>(p: *const T) -> bool {
 
 // ------------------------------------------------------------------- stats
 
-/// A snapshot of zkalloc's counters (`zk_stats_t`).
+/// A snapshot of zkalloc's counters: `zk_stats_t` of include/zkalloc.h
+/// (version 2), filled by the library itself. Fields are only ever appended,
+/// so a version 1 library leaves the version 2 fields zero.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// In: the size of this struct (set by [`stats`]).
+    size: usize,
     /// `ZK_STATS_VERSION` of the library.
     pub version: u32,
     /// The phase region could be reserved (else phases run on plain jemalloc).
@@ -358,38 +330,14 @@ pub struct Stats {
 
 /// The library's counters now.
 pub fn stats() -> Stats {
-    // SAFETY: ZkStats is plain data; all-zero is a valid value.
-    let mut s: ffi::ZkStats = unsafe { std::mem::zeroed() };
-    s.size = std::mem::size_of::<ffi::ZkStats>();
+    let mut s = Stats {
+        size: std::mem::size_of::<Stats>(),
+        ..Stats::default()
+    };
     // SAFETY: s is a valid, writable zk_stats_t of s.size bytes.
     let rc = unsafe { ffi::zk_stats_get(&mut s) };
     assert_eq!(rc, 0, "zk_stats_get failed");
-    Stats {
-        version: s.version,
-        region_reserved: s.region_reserved,
-        phase_active: s.phase_active,
-        epoch: s.epoch,
-        slab_size: s.slab_size,
-        nslabs: s.nslabs,
-        slabs_in_use: s.slabs_in_use,
-        resident_bytes: s.resident_bytes,
-        max_slab_resident: s.max_slab_resident,
-        overflow_count: s.overflow_count,
-        overflow_bytes: s.overflow_bytes,
-        arenas_created: s.arenas_created,
-        arenas_destroyed: s.arenas_destroyed,
-        hook_zeroed_bytes: s.hook_zeroed_bytes,
-        small_resident_bytes: s.small_resident_bytes,
-        small_overflow_count: s.small_overflow_count,
-        shared_count: s.shared_count,
-        arenas_reset: s.arenas_reset,
-        trims: s.trims,
-        trimmed_bytes: s.trimmed_bytes,
-        begin_ns_last: s.begin_ns_last,
-        committed_bytes: s.committed_bytes,
-        reserved_bytes: s.reserved_bytes,
-        max_block: s.max_block,
-    }
+    s
 }
 
 // The library's overflow counters only grow; reset_overflow_stats() moves
