@@ -1,58 +1,48 @@
 /*
- * zkalloc: resident phase memory for jemalloc-based zero-knowledge provers.
+ * zkalloc: resident memory across proofs for jemalloc-based zero-knowledge
+ * provers.
  *
- * A prover allocates gigabytes of large vectors per proof and frees them at
- * the end. jemalloc hands blocks >= 8 MiB back to the kernel, so every proof
- * pays its page faults again. zkalloc serves the large allocations made
- * during a "phase" (one proof) from jemalloc arenas whose extents come from
- * one reserved region; zk_begin_phase() empties those arenas wholesale, so
- * the next proof reuses the same resident pages.
+ * A prover allocates gigabytes of vectors per proof and frees them at the
+ * end. jemalloc hands blocks >= 8 MiB back to the kernel, so every proof
+ * pays its page faults again. While a "phase" (one proof) is active,
+ * zkalloc serves a thread's requests from jemalloc arenas whose extents
+ * come from one reserved region, the pool; a freed extent goes back to the
+ * pool with its pages still resident, and the next proof's requests take
+ * those pages again, whichever thread makes them.
  *
  * The path of an allocation:
- *   zk_malloc & co -> routing decision -> je_mallocx(MALLOCX_ARENA(phase))
- *   -> extent hook -> bump slab -> reserved region.
+ *   zk_malloc & co -> in step with the phase? -> jemalloc (the thread is
+ *   bound to its zkalloc arena while a phase is active)
+ *   -> extent hooks -> the page pool -> the reserved region.
  *
- * Kinds of memory:
- *   phase memory   in a phase, requests of at least zk.opt.min_bytes (the
- *                  thread cache limit + 1 by default). Valid until the next
- *                  zk_begin_phase(). zk_owns() is true for it.
- *   ordinary       everything else: small requests, anything outside a
- *                  phase, realloc of an ordinary block. Valid until freed,
- *                  as with malloc. Made in a phase, it comes from the
- *                  thread's resident arena (ZK_ALLOC_SMALL=resident, the
- *                  default), whose pages stay resident across phases.
+ * Memory: every block, phase or not, is valid until it is freed, as with
+ * malloc. zk_begin_phase() reclaims nothing: a block made in one proof and
+ * kept (a twiddle cache, a table, a pool built lazily inside the first
+ * proof) stays valid, in place, for as long as the program keeps it, and
+ * its pages are never handed out twice. Blocks still allocated at a begin
+ * are counted (zk_stats_t.kept_blocks, kept_bytes).
  *
- * Phase contract:
- *   1. Memory allocated in phase N (any pointer for which zk_owns() is true)
- *      must not be used, freed or reallocated after zk_begin_phase() starts
- *      phase N+1. zk_end_phase() does not invalidate it.
- *   2. zk_begin_phase() must not run while another thread allocates, frees or
- *      reallocates phase memory. Ordinary allocations may go on meanwhile.
- *   3. Only one phase is active at a time in a process (no nesting; a second
- *      zk_begin_phase() returns EBUSY and changes nothing).
+ * Phase contract: only one phase is active at a time (no nesting; a second
+ * zk_begin_phase() returns EBUSY and changes nothing). That is all.
  *
- * Threads: requests of at least zk.opt.shared_bytes (8 MiB) go to one phase
- * arena shared by all threads, so big buffers reuse the same pages whichever
- * thread makes them. For smaller ones a thread takes a slab (and its arena)
- * at its first such request of each phase: the one it had before if free, else the free slab with the
- * most resident pages, else it shares the least used slab's arena with other
- * threads (arenas are thread-safe). A thread that exits leaves its slab free
- * for the next thread at once; its blocks stay valid until the next begin.
+ * Routing: in a phase, every request of a thread that calls zkalloc (zk_*,
+ * the drop-in's malloc & co, the Rust allocator) is served from the pool
+ * (ZK_ALLOC_MIN_BYTES=N: only requests of at least N bytes); outside
+ * phases, and in a program that never begins one, jemalloc serves
+ * everything as it would without zkalloc.
  *
- * Resident memory: pages are never given back between proofs while recent
- * phases need them. At each zk_begin_phase(), pages that none of the last K
- * phases (ZK_ALLOC_TRIM_PHASES, default 4) needed are given back to the
- * kernel, for phase and resident arenas alike. Outside phases, and in a
- * program that never begins one, nothing changes.
+ * Resident memory: freed pages stay resident between proofs while recent
+ * phases need them. At each zk_begin_phase(), free pages that none of the
+ * last K phases (ZK_ALLOC_TRIM_PHASES, default 4) allocated or freed are
+ * given back to the kernel.
  *
  * Everything is thread-safe unless a line says otherwise. Nothing here
- * aborts: when phase memory cannot serve a request (region not reserved, a
- * block larger than zk_stats_t.max_block, slab full, a refused commit) the
- * request is served by ordinary jemalloc and counted as overflow. The one
- * exception is checked mode (ZK_ALLOC_CHECK=1, off by default), which
- * reports a proven violation of the contract above (pointer, size, its
- * phase, the current phase) and aborts; README.md ("Guarantees") lists what
- * it catches.
+ * aborts: when the pool cannot serve a request (region not reserved or
+ * full, a refused commit) jemalloc's own mappings serve it and it is
+ * counted as overflow. The one exception is checked mode (ZK_ALLOC_CHECK=1,
+ * off by default), which reports a proven use after free or double free of
+ * pool memory (pointer, range, the phase it was freed in, the current
+ * phase) and aborts; README.md ("Guarantees") lists what it catches.
  */
 #ifndef ZKALLOC_H
 #define ZKALLOC_H
@@ -72,23 +62,25 @@ extern "C" {
 #endif
 
 #define ZK_VERSION_MAJOR 0
-#define ZK_VERSION_MINOR 1
+#define ZK_VERSION_MINOR 2
 #define ZK_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- phases */
 
-/* Start a phase. Empties every phase arena used in the last phase
- * (arena.<i>.reset: pages stay resident), gives back the pages that none of
- * the last ZK_ALLOC_TRIM_PHASES phases needed, and advances the epoch.
- * Returns 0, or EBUSY if a phase is already active (then nothing changes).
- * Reserves the address space on the first call (PROT_NONE, committed as
- * slabs grow; under RLIMIT_AS at most half of what is left); if that fails
- * a single warning is printed and the phase still starts, served by plain
- * jemalloc. */
+/* Start a phase (one proof): from now on, a thread's requests are served
+ * from the pool (see "Routing" above). Gives back to the kernel the free
+ * pages that none of the last ZK_ALLOC_TRIM_PHASES phases used, and
+ * advances the epoch. Frees nothing and moves nothing: every block stays
+ * valid until freed. Returns 0, or EBUSY if a phase is already active
+ * (then nothing changes). Reserves the region on the first call
+ * (ZK_ALLOC_REGION_GB of address space, PROT_NONE, committed as the pool
+ * grows; under RLIMIT_AS at most half of what is left); if that fails a
+ * single warning is printed and phases are served by plain jemalloc. May
+ * run while other threads allocate and free. */
 ZK_API int zk_begin_phase(void);
 
-/* End the active phase. Idempotent; always returns 0. Phase memory stays
- * valid (and may be freed) until the next zk_begin_phase(). */
+/* End the active phase: threads go back to jemalloc's own arenas (each at
+ * its next zkalloc call). Idempotent; always returns 0. */
 ZK_API int zk_end_phase(void);
 
 /* True between zk_begin_phase() and zk_end_phase(). */
@@ -117,39 +109,30 @@ static inline void zk__phase_scope_end(int *rc)
 
 /* ------------------------------------------------------------ allocation */
 
-/* malloc(3) semantics; size 0 returns a unique pointer. In a phase, sizes >=
- * zk.opt.min_bytes come from this thread's phase arena (up to max_block;
- * larger ones are ordinary, counted as overflow if they succeed). NULL +
- * ENOMEM only when plain jemalloc fails too; a failed request is neither
- * overflow nor reported as a full slab. */
+/* malloc(3) semantics; size 0 returns a unique pointer. Routed (see above):
+ * in a phase, from the pool. NULL + ENOMEM only when jemalloc fails too. */
 ZK_API void *zk_malloc(size_t size);
 
-/* calloc(3): zeroed memory; n * size overflow returns NULL with ENOMEM. Fresh
- * slab pages are known zero and are not cleared again. */
+/* calloc(3): zeroed memory; n * size overflow returns NULL with ENOMEM.
+ * Pool pages never written since they were fresh or given back are known
+ * zero and are not cleared again; the others are cleared (and counted in
+ * zk_stats_t.hook_zeroed_bytes). */
 ZK_API void *zk_calloc(size_t n, size_t size);
 
-/* realloc(3), sticky: a phase pointer stays in its own slab's arena (unless
- * that slab is exhausted: then it moves to ordinary memory, counted as
- * overflow); any other pointer stays ordinary: in a phase, if it must move,
- * into this thread's resident arena (its growth stops re-faulting from
- * proof to proof, and it stays valid after the phase). Only with the unsafe
- * opt-in ZK_ALLOC_PROMOTE_BYTES does growing an ordinary block inside a
- * phase to at least that many bytes move it into phase memory. p == NULL is
- * zk_malloc(size); size == 0 frees p and returns NULL (glibc). On failure p
- * is untouched. */
+/* realloc(3). Grown in place if jemalloc can; else moved where a new block
+ * of the new size would go now (in a phase: the pool; outside: jemalloc's
+ * own arenas), its contents copied. p == NULL is zk_malloc(size); size == 0
+ * frees p and returns NULL (glibc). On failure p is untouched. */
 ZK_API void *zk_realloc(void *p, size_t size);
 
 /* free(3) of anything zk_* or jemalloc's *allocx API returned (and malloc's,
- * when jemalloc is the process's malloc). NULL is a no-op. Any other pointer
- * has undefined behaviour, as with free(3); with ZK_ALLOC_CHECK=1 a pointer
- * into the phase region that is not a live block is reported (abort). */
+ * when jemalloc is the process's malloc), phase or not, in a phase or not.
+ * NULL is a no-op. Any other pointer has undefined behaviour, as with
+ * free(3); with ZK_ALLOC_CHECK=1 a pointer into the pool that is not a live
+ * block is reported (abort). */
 ZK_API void zk_free(void *p);
 
-/* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL).
- * A phase block is phase memory while its size plus its alignment fit
- * zk_stats_t.max_block (7 GiB of the default 8 GiB slab: the largest
- * jemalloc size class that fits the slab less its metadata reserve);
- * beyond that it is ordinary memory, counted as overflow. */
+/* aligned_alloc(3): alignment must be a power of two (else NULL + EINVAL). */
 ZK_API void *zk_aligned_alloc(size_t alignment, size_t size);
 
 /* posix_memalign(3): EINVAL (and *out untouched) unless alignment is a power
@@ -166,29 +149,24 @@ ZK_API void *zk_mallocx(size_t size, int flags);
 ZK_API void *zk_rallocx(void *p, size_t size, int flags);
 ZK_API void zk_dallocx(void *p, int flags);
 
-/* The rest of jemalloc's *allocx API, with the same routing:
- * zk_sdallocx is zk_dallocx with the size the block was asked with (or its
- * usable size); zk_xallocx resizes in place only (never moves; returns the
- * new usable size, as je_xallocx), phase blocks within their arena;
- * zk_sallocx is the usable size of a live block; zk_nallocx the usable
- * size mallocx(size, flags) would give (0 if it cannot). */
+/* The rest of jemalloc's *allocx API: zk_sdallocx is zk_dallocx with the
+ * size the block was asked with (or its usable size); zk_xallocx resizes in
+ * place only (never moves; returns the new usable size, as je_xallocx);
+ * zk_sallocx is the usable size of a live block; zk_nallocx the usable size
+ * mallocx(size, flags) would give (0 if it cannot). */
 ZK_API void zk_sdallocx(void *p, size_t size, int flags);
 ZK_API size_t zk_xallocx(void *p, size_t size, size_t extra, int flags);
 ZK_API size_t zk_sallocx(const void *p, int flags);
 ZK_API size_t zk_nallocx(size_t size, int flags);
 
-/* True iff p lies in zkalloc's phase region (an address test, ~1 ns). A
- * phase pointer is only valid until the next zk_begin_phase(). */
+/* True iff p lies in zkalloc's pool region (an address test, ~1 ns). Says
+ * where a block's pages come from, nothing about its lifetime. */
 ZK_API bool zk_owns(const void *p);
 
-/* Opt-in for code that calls je_mallocx itself: the flags that put a
- * je_mallocx call into this thread's phase arena
- * (MALLOCX_ARENA(i) | MALLOCX_TCACHE_NONE), or 0 when no phase is active,
- * no slab/arena is available, or ZK_ALLOC_CHECK=1 (checked mode tracks every
- * phase block, so none may bypass zk_*). Creates the arena on first use.
- * Free such blocks with zk_free() or je_dallocx(p, MALLOCX_TCACHE_NONE).
- * A NULL from je_mallocx with these flags means the slab is exhausted: the
- * caller must fall back (e.g. to zk_mallocx). */
+/* Opt-in for code that calls je_mallocx itself: MALLOCX_ARENA(i) of this
+ * thread's zkalloc arena, or 0 when no phase is active or the pool is not
+ * reserved. Creates the arena on first use. Blocks made with it are
+ * ordinary jemalloc blocks: free them any way jemalloc accepts. */
 ZK_API int zk_arena_flags(void);
 
 /* ------------------------------------------------------- control, stats */
@@ -201,7 +179,7 @@ ZK_API int zk_arena_flags(void);
  * began), EFAULT (NULL name). Reads copy into *oldp when *oldlenp equals the
  * value's size exactly (else EINVAL, nothing written); writes need newlen
  * equal to it. A failed call changes nothing. Names:
- *   zk.version                         const char *    read-only ("0.1.0")
+ *   zk.version                         const char *    read-only ("0.2.0")
  *   zk.phase.begin, zk.phase.end       void: no old, no new
  *   zk.phase.active                    bool            read-only
  *   zk.phase.epoch                     uint64_t        read-only
@@ -209,67 +187,82 @@ ZK_API int zk_arena_flags(void);
  * Options: read any time; written (old and new together is fine) only
  * before the first zk_begin_phase, then EBUSY. A written value is checked
  * like its ZK_ALLOC_* variable (same range, same enum names) and is in the
- * stored unit: bytes, not GiB, for slab_size (rounded up to 2 MiB).
- *   zk.opt.slab_size                   size_t          bytes per slab
- *   zk.opt.nslabs                      unsigned
- *   zk.opt.min_bytes                   size_t
- *   zk.opt.promote_bytes               size_t          0 = off
+ * stored unit: bytes, not GiB, for region_size.
+ *   zk.opt.region_size                 size_t          bytes
+ *   zk.opt.arenas                      unsigned
+ *   zk.opt.min_bytes                   size_t          0 = every request
  *   zk.opt.thp                         const char *    "never" / "always"
- *   zk.opt.small                       const char *    "ordinary" / "resident"
+ *   zk.opt.trim_phases                 unsigned
  *   zk.opt.check                       bool            read-only (set at load)
  *   zk.opt.verbose                     bool            true prints the banner now
  * Statistics: one read-only name per zk_stats_t field, same type, e.g.
- *   zk.stats.version                   uint32_t
- *   zk.stats.region_reserved, zk.stats.phase_active        bool
- *   zk.stats.epoch, zk.stats.overflow_count, zk.stats.overflow_bytes,
- *   zk.stats.arenas_created, zk.stats.arenas_destroyed,
- *   zk.stats.hook_zeroed_bytes, zk.stats.small_overflow_count  uint64_t
- *   zk.stats.slab_size, zk.stats.resident_bytes, zk.stats.max_slab_resident,
- *   zk.stats.small_resident_bytes                          size_t
- *   zk.stats.nslabs, zk.stats.slabs_in_use                 unsigned */
+ *   zk.stats.kept_blocks, zk.stats.resident_bytes, zk.stats.trims */
 ZK_API int zk_mallctl(const char *name, void *oldp, size_t *oldlenp,
 		      void *newp, size_t newlen);
 
-#define ZK_STATS_VERSION 2
+#define ZK_STATS_VERSION 3
 
 /* A snapshot of zkalloc's counters. Set .size = sizeof(zk_stats_t) before
  * calling zk_stats_get(); fields are only ever appended, so an older caller's
- * smaller struct is filled up to its size. */
+ * smaller struct is filled up to its size. Fields of version 1 and 2 that
+ * 0.2's one pool no longer has read 0 (marked "unused"). */
 typedef struct zk_stats {
 	size_t size;       /* in: sizeof the caller's struct */
 	uint32_t version;  /* out: ZK_STATS_VERSION of the library */
-	bool region_reserved; /* the phase region could be reserved */
+	bool region_reserved; /* the pool's region could be reserved */
 	bool phase_active;
 	uint64_t epoch;    /* phases begun */
-	size_t slab_size;  /* bytes per slab */
-	unsigned nslabs;   /* slabs in the region */
-	unsigned slabs_in_use; /* slabs held by live threads */
-	size_t resident_bytes; /* phase slab bytes resident now (mincore):
-				  touched pages, never returned to the OS */
-	size_t max_slab_resident; /* the most resident bytes of one slab: what
-				     one thread's phase really touched; keep
-				     slab_size well above it */
-	uint64_t overflow_count; /* in-phase large requests plain jemalloc
-				    served instead */
+	size_t slab_size;  /* unused (0) */
+	unsigned nslabs;   /* zkalloc arenas threads take in turn
+			      (ZK_ALLOC_ARENAS) */
+	unsigned slabs_in_use; /* of which created so far */
+	size_t resident_bytes; /* pool bytes resident now (mincore) */
+	size_t max_slab_resident; /* unused (0) */
+	uint64_t overflow_count; /* requests of zkalloc's arenas the pool
+				    could not serve: jemalloc's own mappings
+				    served them (region full, a refused
+				    commit, no region) */
 	uint64_t overflow_bytes;
-	uint64_t arenas_created;   /* phase arenas created, all phases */
-	uint64_t arenas_destroyed; /* phase arenas destroyed (checked mode) */
-	uint64_t hook_zeroed_bytes; /* recycled bytes the hooks cleared */
-	size_t small_resident_bytes; /* resident arenas: bytes resident */
-	uint64_t small_overflow_count; /* ordinary in-phase requests the
-					  resident arenas refused */
+	uint64_t arenas_created;   /* zkalloc arenas created */
+	uint64_t arenas_destroyed; /* unused (0): arenas live for good */
+	uint64_t hook_zeroed_bytes; /* every byte zkalloc cleared (jemalloc
+				       asked for zeroed memory on pages that
+				       held data) */
+	size_t small_resident_bytes;   /* unused (0) */
+	uint64_t small_overflow_count; /* unused (0) */
 	/* Version 2. */
-	uint64_t shared_count;   /* times a thread found no free slab and
-				    shared another thread's arena */
-	uint64_t arenas_reset;   /* phase arenas emptied by begin_phase */
-	uint64_t trims;          /* phase-decay trims (slabs given back to) */
-	uint64_t trimmed_bytes;  /* bytes those trims gave back */
+	uint64_t shared_count;   /* unused (0) */
+	uint64_t arenas_reset;   /* unused (0): nothing is reset */
+	uint64_t trims;          /* ranges the decay gave back */
+	uint64_t trimmed_bytes;  /* resident bytes the decay gave back */
 	uint64_t begin_ns_last;  /* how long the last zk_begin_phase took */
-	size_t committed_bytes;  /* bytes of both regions made writable */
-	size_t reserved_bytes;   /* address space of both regions */
-	size_t max_block;        /* the largest single phase block (size plus
-				    alignment) a slab can hold; 0 before the
-				    first phase */
+	size_t committed_bytes;  /* region bytes made writable (they count
+				    in VmData and, under
+				    vm.overcommit_memory=2, the commit
+				    charge; resident only where touched) */
+	size_t reserved_bytes;   /* address space: region + bookkeeping */
+	size_t max_block;        /* the largest block the pool can hold (the
+				    region's size); 0 before it is reserved */
+	/* Version 3. */
+	uint64_t kept_blocks; /* at the last begin: extents still allocated
+				 from the pool (a large block, or a slab
+				 of small ones), made in earlier phases and
+				 kept; they stay valid and in place */
+	uint64_t kept_bytes;
+	uint64_t live_bytes;	/* pool bytes allocated now (with arena
+				   metadata) */
+	uint64_t metadata_bytes; /* of which jemalloc's arena metadata */
+	size_t free_bytes;	 /* pool bytes free now (resident or not) */
+	size_t top_bytes;	 /* pool bytes ever handed out (high water) */
+	uint64_t binds;		 /* threads bound to an arena at a begin */
+	uint64_t bind_failures;	 /* threads jemalloc refused to bind */
+	uint64_t madvise_failures;  /* refused madvise calls */
+	uint64_t mprotect_failures; /* refused mprotect calls */
+	uint64_t commit_failures;   /* refused commits of region pages */
+	size_t quarantined_bytes; /* checked mode: freed, held out of reuse */
+	bool pool_degraded;	  /* a fork caught the pool mid-update in
+				     another thread: this process gets fresh
+				     pages only (no reuse) */
 } zk_stats_t;
 
 /* Fill *out (up to out->size bytes). Returns 0, or EINVAL if out is NULL or

@@ -9,7 +9,7 @@
  * until the first phase), and statistics (zk.stats.*, one row per
  * zk_stats_t field, by offset: a new field needs one row here).
  */
-#include "hooks.h"
+#include "je.h"
 #include "phase.h"
 #include "stats.h"
 #include "verbose.h"
@@ -132,18 +132,15 @@ typedef struct opt_entry {
 } opt_entry_t;
 
 static const opt_entry_t opt_table[] = {
-    {"zk.opt.slab_size", ZK_OPT_SLAB_SIZE, T_SIZE, true},
-    {"zk.opt.nslabs", ZK_OPT_NSLABS, T_UNSIGNED, true},
+    {"zk.opt.region_size", ZK_OPT_REGION, T_SIZE, true},
+    {"zk.opt.arenas", ZK_OPT_ARENAS, T_UNSIGNED, true},
     {"zk.opt.min_bytes", ZK_OPT_MIN_BYTES, T_SIZE, true},
-    {"zk.opt.promote_bytes", ZK_OPT_PROMOTE_BYTES, T_SIZE, true},
     {"zk.opt.thp", ZK_OPT_THP, T_STR, true},
-    {"zk.opt.small", ZK_OPT_SMALL, T_STR, true},
-    /* Checked mode is chosen at load: it decides how every block made
-     * since is tracked. */
+    /* Checked mode is chosen at load: it decides how every extent freed
+     * since is handled. */
     {"zk.opt.check", ZK_OPT_CHECK, T_BOOL, false},
     {"zk.opt.verbose", ZK_OPT_VERBOSE, T_BOOL, true},
     {"zk.opt.trim_phases", ZK_OPT_TRIM_PHASES, T_UNSIGNED, true},
-    {"zk.opt.shared_bytes", ZK_OPT_SHARED_BYTES, T_SIZE, true},
 };
 
 static void opt_read(const opt_entry_t *e, ctl_value_t *v)
@@ -288,6 +285,19 @@ static const stat_entry_t stat_table[] = {
     STAT(committed_bytes, T_SIZE),
     STAT(reserved_bytes, T_SIZE),
     STAT(max_block, T_SIZE),
+    STAT(kept_blocks, T_U64),
+    STAT(kept_bytes, T_U64),
+    STAT(live_bytes, T_U64),
+    STAT(metadata_bytes, T_U64),
+    STAT(free_bytes, T_SIZE),
+    STAT(top_bytes, T_SIZE),
+    STAT(binds, T_U64),
+    STAT(bind_failures, T_U64),
+    STAT(madvise_failures, T_U64),
+    STAT(mprotect_failures, T_U64),
+    STAT(commit_failures, T_U64),
+    STAT(quarantined_bytes, T_SIZE),
+    STAT(pool_degraded, T_BOOL),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -306,14 +316,12 @@ const char *zk_ctl_stat_row(size_t i, size_t *offset, size_t *field_size,
 	return stat_table[i].name;
 }
 
-/* A counter name reads the counters (no lock, no scan); only the resident
- * figures pay for the mincore scan of the slabs. */
+/* A counter name reads the counters (no lock, no scan); only
+ * resident_bytes pays for the mincore scan of the pool. */
 static int read_stat(const stat_entry_t *e, ctl_value_t *v)
 {
 	zk_stats_t s;
-	bool scan = e->offset == offsetof(zk_stats_t, resident_bytes) ||
-		    e->offset == offsetof(zk_stats_t, max_slab_resident) ||
-		    e->offset == offsetof(zk_stats_t, small_resident_bytes);
+	bool scan = e->offset == offsetof(zk_stats_t, resident_bytes);
 	zk_stats_read(&s, scan);
 	memcpy(v, (const char *)&s + e->offset, e->size);
 	return 0;

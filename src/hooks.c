@@ -1,127 +1,194 @@
-/* jemalloc extent hooks over a bump slab. */
+/* jemalloc extent hooks over the page pool (hooks.h). */
 #include "hooks.h"
 
-#include "slab.h"
+#include "os.h"
+#include "pool.h"
 
-#include <stddef.h>
 #include <string.h>
 
 zk_hook_counters_t zk_hook_counters;
 
-#define COUNT(field)                                                           \
-	atomic_fetch_add_explicit(&zk_hook_counters.field.n, 1,                \
+/* jemalloc's default hooks (arena 0's), for memory outside the region.
+ * Written once by zk_hooks_init, before any zkalloc arena exists. */
+static extent_hooks_t *dflt;
+
+#define COUNT(field, v)                                                        \
+	atomic_fetch_add_explicit(&zk_hook_counters.field.n, (v),              \
 				  memory_order_relaxed)
 
-static inline zk_slab_t *slab_of(extent_hooks_t *h)
+/* One warning per cause and process. */
+#define WARN_ONCE(...)                                                         \
+	do {                                                                   \
+		static _Atomic bool warned_;                                   \
+		if (!atomic_exchange_explicit(&warned_, true,                  \
+					      memory_order_relaxed))           \
+			zk_os_warnf(__VA_ARGS__);                              \
+	} while (0)
+
+#define MiB ((size_t)1 << 20)
+
+static void warn_overflow(zk_pool_fail_t why, size_t size)
 {
-	return (zk_slab_t *)((char *)h - offsetof(zk_slab_t, hooks));
+	switch (why) {
+	case ZK_POOL_FULL:
+		WARN_ONCE("zkalloc: warning: the phase region is full (%zu "
+			  "MiB reserved, %zu MiB free in pieces smaller than "
+			  "a %zu-byte request); further phase memory comes "
+			  "from jemalloc's own mappings and is counted as "
+			  "overflow (ZK_ALLOC_REGION_GB raises the region)\n",
+			  zk_pool.total / MiB,
+			  atomic_load_explicit(&zk_pool.free_bytes,
+					       memory_order_relaxed) /
+			      MiB,
+			  size);
+		break;
+	case ZK_POOL_COMMIT:
+		WARN_ONCE("zkalloc: warning: the kernel refused to commit more "
+			  "of the phase region (vm.overcommit_memory=2 and the "
+			  "commit limit reached?); requests that need more are "
+			  "served by jemalloc's own mappings and counted as "
+			  "overflow\n");
+		break;
+	case ZK_POOL_METADATA:
+		WARN_ONCE("zkalloc: warning: the phase region's range table is "
+			  "full; requests that need a new range are served by "
+			  "jemalloc's own mappings and counted as overflow\n");
+		break;
+	default:
+		/* NONE was warned about at reservation; TOO_BIG is no sign
+		 * of a full region: a request larger than it. */
+		break;
+	}
+}
+
+/* jemalloc 5.3's base allocator (arena metadata) asks for whole 2 MiB
+ * blocks, 2 MiB aligned, zeroed and committed (base.c: base_map); a data
+ * extent is a size class plus a page (cache-oblivious offset), never a
+ * multiple of 2 MiB. Only the metadata count depends on this. */
+static bool looks_like_metadata(size_t size, size_t align, bool zero)
+{
+	size_t huge = (size_t)2 << 20;
+	return align == huge && size % huge == 0 && zero;
 }
 
 static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 			size_t alignment, bool *zero, bool *commit,
 			unsigned arena_ind)
 {
-	(void)arena_ind;
-	COUNT(alloc);
-	zk_slab_t *s = slab_of(h);
-	size_t recycled;
-	void *p = zk_slab_bump(s, new_addr, size, alignment, &recycled);
-	if (p == NULL) {
-		COUNT(alloc_failed);
+	(void)h;
+	if (!*commit && new_addr == NULL) {
+		COUNT(grow_refused, 1);
 		return NULL;
 	}
-	size_t end = (size_t)((char *)p - s->base) + size;
-	zk_slab_note_alloc(s, end - size, size);
-	if (!s->pregrowing) {
-		zk_slab_mark_written(s, end);
-		zk_slab_mark(s, p, size);
+	COUNT(alloc, 1);
+	zk_pool_fail_t why;
+	bool z = *zero;
+	void *p = zk_pool_alloc(new_addr, size, alignment, &z,
+				looks_like_metadata(size, alignment, *zero),
+				&why);
+	if (p != NULL) {
+		if (z && !*zero)
+			COUNT(alloc_fresh, 1);
+		*zero = z;
+		*commit = true;
+		return p;
 	}
-	if (recycled == 0) {
-		COUNT(alloc_fresh);
-		*zero = true;
-	} else if (*zero) {
-		memset(p, 0, recycled);
-		atomic_fetch_add_explicit(&zk_hook_counters.zeroed_bytes.n,
-					  recycled, memory_order_relaxed);
+	if (new_addr != NULL || why == ZK_POOL_NOPLACE || dflt->alloc == NULL)
+		return NULL; /* in-place growth only: jemalloc moves it */
+	p = dflt->alloc(dflt, NULL, size, alignment, zero, commit, arena_ind);
+	if (p != NULL) {
+		COUNT(overflow, 1);
+		COUNT(overflow_bytes, size);
+		warn_overflow(why, size);
 	}
-	*commit = true;
 	return p;
 }
 
-static void hook_destroy_noop(extent_hooks_t *h, void *addr, size_t size,
-			      bool committed, unsigned arena_ind)
+static bool hook_dalloc(extent_hooks_t *h, void *addr, size_t size,
+			bool committed, unsigned arena_ind)
 {
-	(void)h, (void)addr, (void)size, (void)committed, (void)arena_ind;
-	COUNT(destroy);
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->dalloc == NULL ||
+		       dflt->dalloc(dflt, addr, size, committed, arena_ind);
+	COUNT(dalloc, 1);
+	return !zk_pool_free(addr, size);
+}
+
+static void hook_destroy(extent_hooks_t *h, void *addr, size_t size,
+			 bool committed, unsigned arena_ind)
+{
+	(void)h;
+	if (!zk_pool_owns(addr)) {
+		if (dflt->destroy != NULL)
+			dflt->destroy(dflt, addr, size, committed, arena_ind);
+		return;
+	}
+	zk_pool_free(addr, size);
 }
 
 static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 			size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)arena_ind, (void)size;
-	/* Success promises zeroed memory. */
-	COUNT(commit);
-	zk_slab_t *s = slab_of(h);
-	char *p = (char *)addr + offset;
-	size_t off = (size_t)(p - s->base);
-	zk_slab_mark_written(s, off + length);
-	if (s->garbage != NULL) {
-		/* Resident slab: jemalloc reuses a range it decommitted;
-		 * clear the pages that held data. */
-		zk_slab_garbage_clear(s, off, length);
-	} else if (off < s->dirty_end) {
-		/* Phase slabs are never decommitted: only reached for
-		 * committed memory; clear what may be recycled. */
-		size_t n =
-		    s->dirty_end - off < length ? s->dirty_end - off : length;
-		memset(p, 0, n);
-	}
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->commit == NULL ||
+		       dflt->commit(dflt, addr, size, offset, length,
+				    arena_ind);
+	/* Never decommitted (decommit is refused), so never reached; were it,
+	 * success promises zeroed memory. */
+	memset((char *)addr + offset, 0, length);
 	return false;
 }
 
-/* Resident slabs: a freed extent is "decommitted" without touching its
- * pages (they stay resident, a reuse costs no fault), and its pages are
- * recorded as free: the commit hook clears them on reuse, a trim may give
- * them back. Phase slabs refuse: pages stay as they are. */
 static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size,
 			  size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)size, (void)arena_ind;
-	zk_slab_t *s = slab_of(h);
-	if (s->garbage == NULL)
-		return true;
-	COUNT(decommit);
-	zk_slab_garbage_set(s, (size_t)((char *)addr + offset - s->base),
-			    length);
-	return false;
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->decommit == NULL ||
+		       dflt->decommit(dflt, addr, size, offset, length,
+				      arena_ind);
+	return true;
 }
 
-/* "The range now reads as zero" (false) is said only while a new phase
- * arena is pregrown (slab.pregrowing), for a range nothing was ever
- * written to: its pages are kernel zero pages. */
+static bool hook_purge_lazy(extent_hooks_t *h, void *addr, size_t size,
+			    size_t offset, size_t length, unsigned arena_ind)
+{
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->purge_lazy == NULL ||
+		       dflt->purge_lazy(dflt, addr, size, offset, length,
+					arena_ind);
+	return true;
+}
+
 static bool hook_purge_forced(extent_hooks_t *h, void *addr, size_t size,
 			      size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)size, (void)arena_ind, (void)length;
-	zk_slab_t *s = slab_of(h);
-	size_t off = (size_t)((char *)addr + offset - s->base);
-	if (!s->pregrowing || off < s->dirty_end ||
-	    off < atomic_load_explicit(&s->written_end, memory_order_relaxed))
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->purge_forced == NULL ||
+		       dflt->purge_forced(dflt, addr, size, offset, length,
+					  arena_ind);
+	/* A degraded pool (forked child) cannot take extents back: jemalloc
+	 * keeps them, and their pages go back to the kernel here. */
+	if (!atomic_load_explicit(&zk_pool.degraded, memory_order_relaxed))
 		return true;
-	COUNT(purge_zero);
-	return false;
+	return zk_os_purge((char *)addr + offset, length) != 0;
 }
 
 static bool hook_split(extent_hooks_t *h, void *addr, size_t size,
 		       size_t size_a, size_t size_b, bool committed,
 		       unsigned arena_ind)
 {
-	(void)size, (void)size_b, (void)committed, (void)arena_ind;
-	COUNT(split);
-	/* The lower piece is either an allocation or an alignment lead;
-	 * either way the phase reached its end. */
-	zk_slab_t *s = slab_of(h);
-	zk_slab_mark(s, addr, size_a);
+	(void)h;
+	if (!zk_pool_owns(addr))
+		return dflt->split == NULL ||
+		       dflt->split(dflt, addr, size, size_a, size_b, committed,
+				   arena_ind);
+	COUNT(split, 1);
+	zk_pool_note_split();
 	return false;
 }
 
@@ -129,23 +196,42 @@ static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a,
 		       void *addr_b, size_t size_b, bool committed,
 		       unsigned arena_ind)
 {
-	(void)h, (void)addr_a, (void)size_a, (void)addr_b, (void)size_b;
-	(void)committed, (void)arena_ind;
-	COUNT(merge);
+	(void)h;
+	bool in_a = zk_pool_owns(addr_a), in_b = zk_pool_owns(addr_b);
+	if (in_a != in_b)
+		return true; /* the region's edge */
+	if (!in_a)
+		return dflt->merge == NULL ||
+		       dflt->merge(dflt, addr_a, size_a, addr_b, size_b,
+				   committed, arena_ind);
+	COUNT(merge, 1);
+	zk_pool_note_merge();
 	return false;
 }
 
-void zk_hooks_init(extent_hooks_t *h)
+extent_hooks_t zk_hooks = {
+    .alloc = hook_alloc,
+    .dalloc = hook_dalloc,
+    .destroy = hook_destroy,
+    .commit = hook_commit,
+    .decommit = hook_decommit,
+    .purge_lazy = hook_purge_lazy,
+    .purge_forced = hook_purge_forced,
+    .split = hook_split,
+    .merge = hook_merge,
+};
+
+void zk_hooks_init(void)
 {
-	*h = (extent_hooks_t){
-	    .alloc = hook_alloc,
-	    .dalloc = NULL,
-	    .destroy = hook_destroy_noop,
-	    .commit = hook_commit,
-	    .decommit = hook_decommit,
-	    .purge_lazy = NULL,
-	    .purge_forced = hook_purge_forced,
-	    .split = hook_split,
-	    .merge = hook_merge,
-	};
+	extent_hooks_t *d = NULL;
+	size_t len = sizeof(d);
+	if (je_mallctl("arena.0.extent_hooks", &d, &len, NULL, 0) != 0 ||
+	    d == NULL || d == &zk_hooks || d->alloc == NULL) {
+		/* Cannot happen with jemalloc 5.3; without defaults there is
+		 * no overflow: requests the pool refuses fail. */
+		static extent_hooks_t none;
+		d = &none;
+		none.alloc = NULL;
+	}
+	dflt = d;
 }

@@ -1,42 +1,51 @@
 /*
- * The extent_hooks_t that serve a jemalloc arena from a zk_slab_t.
+ * The extent_hooks_t of every zkalloc arena: jemalloc's extents come from
+ * the page pool (pool.h) and go back to it whole when freed.
  *
- * Conventions (jemalloc(3) "arena.<i>.extent_hooks"): alloc returns memory or
- * NULL; every other hook returns false on success and true to refuse. A NULL
- * hook always refuses. zkalloc's choices, and why:
- *   alloc        bump the slab (committing the range on demand) with the
- *                requested alignment; fresh pages are reported zeroed,
- *                recycled ones are cleared only when jemalloc asks for
- *                zeroed memory. "Recycled" means below the highest byte
- *                jemalloc may have written before the last rewind
- *                (slab.dirty_end), which alloc and commit keep track of.
- *   dalloc       NULL: refused, so jemalloc keeps the extent as retained and
- *                reuses it; the pages stay resident.
- *   destroy      succeeds and does nothing: slabs are reused wholesale.
- *   commit       succeeds, promising zeroed memory: on a resident slab the
- *                pages recorded as free (decommitted) are cleared; on a
- *                phase slab (never decommitted) recycled bytes are.
- *   decommit     resident slabs: succeeds without touching the pages
- *                (they stay resident) and records them as free, so a
- *                trim can give back exactly the free pages above the
- *                recent phases' need. Phase slabs: refused.
- *   purge_lazy   NULL: refused, pages stay resident (even under
- *                arena.<i>.purge, which some libraries call).
- *   purge_forced refused, except while a new phase arena is pregrown on
- *                never-written memory (the range is zero).
- *   split, merge succeed: the slab is one contiguous range. split and
- *                alloc also raise the slab's phase mark (phase.c: trim).
- * The hooks run on any thread; the shared state they change is the slab's
- * atomic bump pointer, commit and written marks, and the counters below.
+ * Conventions (jemalloc(3) "arena.<i>.extent_hooks"): alloc returns memory
+ * or NULL; every other hook returns false on success and true to refuse.
+ * zkalloc's choices, and why:
+ *   alloc        refuses jemalloc's "exp-grow" requests (5.3 asks for them
+ *                with *commit false, extent.c: extent_grow_retained): the
+ *                arena then asks for the exact extent it needs, and spare
+ *                pages stay in the pool, where every arena can use them,
+ *                not in one arena's retained set. The exact request is
+ *                served by the pool (best-fitting free range, else fresh
+ *                pages); cleared only when jemalloc asks for zeroed memory
+ *                and only the pages that held data. When the pool cannot
+ *                serve it (region full, not reserved, a refused commit) it
+ *                is passed to jemalloc's default hooks (mmap): overflow,
+ *                counted, warned about once.
+ *   dalloc       gives the extent back to the pool (resident, reusable by
+ *                any arena at once). With decay 0 every freed extent comes
+ *                here straight away.
+ *   destroy      like dalloc (arenas are never destroyed, but be correct).
+ *   commit       in-region extents are always committed: succeed, clearing
+ *                dirty pages as the contract asks.
+ *   decommit, purge_lazy, purge_forced
+ *                refused in the region (pages stay resident; jemalloc never
+ *                asks, since dalloc succeeds), except in a forked child whose
+ *                pool is degraded (pool.h): then purge_forced gives the
+ *                pages back and succeeds.
+ *   split, merge succeed (merge refuses to join the region with memory
+ *                outside it).
+ * Extents outside the region (overflow) go to jemalloc's default hooks,
+ * for every hook. The hooks run on any thread, with no jemalloc lock held
+ * except around split/merge (which take no zkalloc lock).
  */
 #ifndef ZK_HOOKS_H
 #define ZK_HOOKS_H
 
-#define JEMALLOC_NO_DEMANGLE
-#include <jemalloc/jemalloc.h>
+#include "je.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
+
+/* The one hook table every zkalloc arena is created with. */
+extern extent_hooks_t zk_hooks;
+
+/* Read jemalloc's default hooks (arena 0's) for overflow. zk_init. */
+void zk_hooks_init(void);
 
 /* Calls intercepted by the hooks, process-wide; for stats and tests. Each
  * counter has its own cache line: hooks run on every thread at once. */
@@ -45,21 +54,16 @@ typedef struct zk_counter {
 } zk_counter_t;
 
 typedef struct zk_hook_counters {
-	zk_counter_t alloc;	   /* alloc calls */
-	zk_counter_t alloc_failed; /* alloc calls the slab could not serve */
-	zk_counter_t alloc_fresh;  /* alloc calls served all from fresh pages */
-	zk_counter_t zeroed_bytes; /* recycled bytes cleared on request */
-	zk_counter_t commit;
-	zk_counter_t purge_zero; /* never-written ranges reported zero */
-	zk_counter_t decommit;	 /* resident extents recorded as free */
-	zk_counter_t destroy;
+	zk_counter_t alloc;	   /* exact requests */
+	zk_counter_t grow_refused; /* exp-grow requests refused */
+	zk_counter_t alloc_fresh;  /* requests served all from zero pages */
+	zk_counter_t dalloc;
+	zk_counter_t overflow;	     /* requests served by the default hooks */
+	zk_counter_t overflow_bytes;
 	zk_counter_t split;
 	zk_counter_t merge;
 } zk_hook_counters_t;
 
 extern zk_hook_counters_t zk_hook_counters;
-
-/* Fill *h with zkalloc's hook table. */
-void zk_hooks_init(extent_hooks_t *h);
 
 #endif

@@ -1,11 +1,10 @@
 /* The ZK_ALLOC_* table and its parser. */
-#define JEMALLOC_NO_DEMANGLE
 #include "options.h"
 
+#include "je.h"
 #include "os.h"
 
 #include <errno.h>
-#include <jemalloc/jemalloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,65 +13,59 @@
 #define MiB ((uint64_t)1 << 20)
 
 static const char *const thp_choices[] = {"never", "always", NULL};
-static const char *const small_choices[] = {"ordinary", "resident", NULL};
-static const char *const check_choices[] = {"0", "1", NULL};
+static const char *const bool_choices[] = {"0", "1", NULL};
 
-static uint64_t default_nslabs(void)
+/* The address space a prover can fill: its machine's memory. */
+static uint64_t default_region(void)
 {
-	return (uint64_t)zk_os_ncpus() + 4;
+	uint64_t ram = zk_os_phys_bytes();
+	uint64_t r = (ram + GiB - 1) / GiB * GiB;
+	return r < 4 * GiB ? 4 * GiB : r > 8192 * GiB ? 8192 * GiB : r;
 }
 
-/* Above arenas.tcache_max: thread caches outlive arena.<i>.destroy, so a
- * phase block small enough to be cached must never be made by default. */
-static uint64_t default_min_bytes(void)
+/* As many arenas as jemalloc gives itself (opt.narenas: 4 per CPU by
+ * default), so threads contend on them as they would on jemalloc's own. */
+static uint64_t default_arenas(void)
 {
-	size_t tcache_max = 0, len = sizeof(tcache_max);
-	if (je_mallctl("arenas.tcache_max", &tcache_max, &len, NULL, 0) != 0)
-		tcache_max = 32 * 1024;
-	return (uint64_t)tcache_max + 1;
+	unsigned n = 0;
+	size_t len = sizeof(n);
+	if (je_mallctl("opt.narenas", &n, &len, NULL, 0) != 0 || n == 0)
+		n = 4 * zk_os_ncpus();
+	return n > 1024 ? 1024 : n;
 }
 
 const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
-    [ZK_OPT_SLAB_SIZE] = {"ZK_ALLOC_SLAB_GB", ZK_KIND_GIB, 8 * GiB, NULL,
-			  16 * MiB, 1024 * GiB, NULL,
-			  "GiB of address space per thread slab (decimal, "
-			  "e.g. 0.5); rounded up to 2 MiB"},
-    [ZK_OPT_NSLABS] = {"ZK_ALLOC_SLABS", ZK_KIND_UINT, 0, default_nslabs, 1,
+    [ZK_OPT_REGION] = {"ZK_ALLOC_REGION_GB", ZK_KIND_GIB, 0, default_region,
+		       64 * MiB, 8192 * GiB, NULL,
+		       "GiB of address space reserved for phase memory "
+		       "(decimal, e.g. 0.5); default the machine's memory"},
+    [ZK_OPT_ARENAS] = {"ZK_ALLOC_ARENAS", ZK_KIND_UINT, 0, default_arenas, 1,
 		       1024, NULL,
-		       "slabs in the region (threads that can hold phase "
-		       "memory at once); default CPUs + 4"},
-    [ZK_OPT_MIN_BYTES] = {"ZK_ALLOC_MIN_BYTES", ZK_KIND_BYTES, 0,
-			  default_min_bytes, 1, (uint64_t)1 << 62, NULL,
-			  "in-phase requests of at least this size use phase "
-			  "memory; default arenas.tcache_max + 1"},
-    [ZK_OPT_PROMOTE_BYTES] = {"ZK_ALLOC_PROMOTE_BYTES", ZK_KIND_BYTES, 0, NULL,
-			      0, (uint64_t)1 << 62, NULL,
-			      "in a phase, realloc of an ordinary block to "
-			      "at least this size moves it into phase memory; "
-			      "0 = off"},
+		       "jemalloc arenas serving phases; threads take them in "
+		       "turn; default jemalloc's own opt.narenas"},
+    [ZK_OPT_MIN_BYTES] = {"ZK_ALLOC_MIN_BYTES", ZK_KIND_BYTES, 0, NULL, 0,
+			  (uint64_t)1 << 62, NULL,
+			  "0: every in-phase request is served from the pool; "
+			  "N: only requests of at least N bytes are"},
     [ZK_OPT_THP] = {"ZK_ALLOC_THP", ZK_KIND_ENUM, ZK_THP_NEVER, NULL, 0, 1,
 		    thp_choices,
 		    "transparent huge pages on the region: never or always"},
-    [ZK_OPT_SMALL] = {"ZK_ALLOC_SMALL", ZK_KIND_ENUM, ZK_SMALL_RESIDENT, NULL,
-		      0, 1, small_choices,
-		      "in-phase small requests: ordinary jemalloc arenas, or "
-		      "resident per-thread arenas that never purge"},
     [ZK_OPT_CHECK] = {"ZK_ALLOC_CHECK", ZK_KIND_ENUM, 0, NULL, 0, 1,
-		      check_choices,
-		      "1 = checked mode: report phase-contract violations"},
+		      bool_choices,
+		      "1 = checked mode: use after free and double free of "
+		      "pool memory are reported"},
     [ZK_OPT_VERBOSE] = {"ZK_ALLOC_VERBOSE", ZK_KIND_ENUM, 0, NULL, 0, 1,
-			check_choices,
+			bool_choices,
 			"1 = one banner line at start and a summary at exit"},
     [ZK_OPT_TRIM_PHASES] = {"ZK_ALLOC_TRIM_PHASES", ZK_KIND_UINT, 4, NULL, 1,
 			    64, NULL,
-			    "at each begin, resident pages that none of the "
-			    "last K phases needed are given back"},
-    [ZK_OPT_SHARED_BYTES] =
-	{"ZK_ALLOC_SHARED_BYTES", ZK_KIND_BYTES, 8 * MiB, NULL, 0,
-	 (uint64_t)1 << 62, NULL,
-	 "in-phase requests of at least this size go to one "
-	 "phase arena shared by all threads; 0 = off"},
+			    "at each begin, free pages that none of the last "
+			    "K phases used are given back"},
 };
+
+const char *const zk_opt_retired[] = {
+    "ZK_ALLOC_SLAB_GB",	      "ZK_ALLOC_SLABS", "ZK_ALLOC_SHARED_BYTES",
+    "ZK_ALLOC_PROMOTE_BYTES", "ZK_ALLOC_SMALL", NULL};
 
 static int parse_whole(const char *s, const char **end, uint64_t *out)
 {
@@ -182,9 +175,54 @@ int zk_opt_parse(const zk_opt_desc_t *row, const char *text, uint64_t *out)
 	return 0;
 }
 
+const char *zk_opt_format(const zk_opt_desc_t *row, uint64_t v, char *buf,
+			  unsigned len)
+{
+	switch (row->kind) {
+	case ZK_KIND_ENUM:
+		snprintf(buf, len, "%s", row->choices[v]);
+		break;
+	case ZK_KIND_GIB: {
+		/* The shortest decimal of GiB, rounded up, that parses back to
+		 * at least v: what the warning names must be accepted. */
+		uint64_t whole = v / GiB, rem = v % GiB, got = 0;
+		for (unsigned digits = 0; digits <= 12; digits++) {
+			uint64_t scale = 1;
+			for (unsigned d = 0; d < digits; d++)
+				scale *= 10;
+			/* ceil(rem * scale / GiB), without overflow. */
+			unsigned __int128 f =
+			    ((unsigned __int128)rem * scale + GiB - 1) / GiB;
+			uint64_t w = whole, fr = (uint64_t)f;
+			if (fr >= scale) { /* rounded up to the next whole */
+				w++;
+				fr = 0;
+			}
+			if (digits == 0)
+				snprintf(buf, len, "%llu",
+					 (unsigned long long)w);
+			else
+				snprintf(buf, len, "%llu.%0*llu",
+					 (unsigned long long)w, (int)digits,
+					 (unsigned long long)fr);
+			if (zk_opt_parse(row, buf, &got) == 0 && got == v)
+				break; /* exact; else 12 digits, rounded up */
+		}
+		break;
+	}
+	default:
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+		break;
+	}
+	return buf;
+}
+
 static void warn_bad(const zk_opt_desc_t *row, const char *text, uint64_t dflt)
 {
-	char buf[512], expect[160], dtext[48];
+	char buf[512], expect[160], lo[48], hi[48], dtext[48];
+	zk_opt_format(row, row->min, lo, sizeof(lo));
+	zk_opt_format(row, row->max, hi, sizeof(hi));
+	zk_opt_format(row, dflt, dtext, sizeof(dtext));
 	switch (row->kind) {
 	case ZK_KIND_ENUM: {
 		size_t n = 0;
@@ -193,27 +231,19 @@ static void warn_bad(const zk_opt_desc_t *row, const char *text, uint64_t dflt)
 			n += (size_t)snprintf(expect + n, sizeof(expect) - n,
 					      "%s%s", i ? " or " : "one of ",
 					      row->choices[i]);
-		snprintf(dtext, sizeof(dtext), "%s", row->choices[dflt]);
 		break;
 	}
 	case ZK_KIND_GIB:
 		snprintf(expect, sizeof(expect),
-			 "a decimal number of GiB from %.4f to %llu",
-			 (double)row->min / (double)GiB,
-			 (unsigned long long)(row->max / GiB));
-		snprintf(dtext, sizeof(dtext), "%.4g GiB",
-			 (double)dflt / (double)GiB);
+			 "a decimal number of GiB from %s to %s", lo, hi);
+		strcat(dtext, " GiB");
 		break;
 	default:
-		snprintf(expect, sizeof(expect),
-			 "a whole number%s from %llu to %llu",
+		snprintf(expect, sizeof(expect), "a whole number%s from %s to %s",
 			 row->kind == ZK_KIND_BYTES
 			     ? " of bytes (K/M/G suffix allowed)"
 			     : "",
-			 (unsigned long long)row->min,
-			 (unsigned long long)row->max);
-		snprintf(dtext, sizeof(dtext), "%llu",
-			 (unsigned long long)dflt);
+			 lo, hi);
 		break;
 	}
 	int n = snprintf(
@@ -236,6 +266,12 @@ void zk_options_load(uint64_t out[ZK_OPT__COUNT])
 		if (text != NULL && zk_opt_parse(row, text, &out[i]) != 0)
 			warn_bad(row, text, dflt);
 	}
+	for (int i = 0; zk_opt_retired[i] != NULL; i++)
+		if (getenv(zk_opt_retired[i]) != NULL)
+			zk_os_warnf("zkalloc: warning: %s is no longer used "
+				    "(zkalloc 0.2 serves phases from one page "
+				    "pool; README.md, Options); ignored\n",
+				    zk_opt_retired[i]);
 }
 
 const char *zk_opt_choice(zk_opt_id_t id, uint64_t value)

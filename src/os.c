@@ -135,6 +135,13 @@ size_t zk_os_page_size(void)
 	return page;
 }
 
+size_t zk_os_phys_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	return pages > 0 ? (size_t)pages * zk_os_page_size()
+			 : zk_os_page_size();
+}
+
 unsigned zk_os_ncpus(void)
 {
 	cpu_set_t set;

@@ -53,6 +53,9 @@ int zk_os_advise_thp(void *addr, size_t size, bool huge);
 /* The page size (cached). */
 size_t zk_os_page_size(void);
 
+/* Bytes of physical memory (sysconf), at least one page. */
+size_t zk_os_phys_bytes(void);
+
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 unsigned zk_os_ncpus(void);
 

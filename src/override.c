@@ -4,9 +4,12 @@
  *
  * libzkalloc_override.so is libzkalloc plus this file. Preloaded, or linked
  * before jemalloc, its exports take the place of glibc's and jemalloc's.
- * Outside a phase they call jemalloc's own functions directly, so ordinary
- * memory costs what it costs under jemalloc; in a phase they go through the
- * zk_* routing wrapper, which sends large requests to phase memory.
+ * A thread in step with the phase state (zk_tls.gen == zk_g.gen: one load
+ * and one compare) calls jemalloc's own function directly, in a phase and
+ * out of one: in a phase it is bound to its zkalloc arena (arena.h), so
+ * jemalloc serves it from the pool. Out of step, the zk_* entry points
+ * bring it in step. Frees never route: jemalloc frees a block to its own
+ * arena.
  *
  * Debian's jemalloc is unprefixed: its je_mallocx IS the symbol mallocx,
  * which this library exports too. So jemalloc's entry points are never
@@ -21,11 +24,12 @@
  * emergency pool) resolve on first use.
  */
 #define _GNU_SOURCE
-#define JEMALLOC_NO_DEMANGLE
-#include <jemalloc/jemalloc.h>
+#include "je.h"
 
 #include <zkalloc.h>
 
+#include "arena.h"
+#include "check.h"
 #include "os.h"
 #include "phase.h"
 #include "verbose.h"
@@ -75,6 +79,10 @@ static void *boot_realloc(void *p, size_t size)
 {
 	return zk_realloc(p, size);
 }
+
+/* What free() calls: jemalloc's free, or zk_free in checked mode (set by
+ * the constructor; boot_free, i.e. zk_free, until then). */
+static void (*free_entry)(void *) = boot_free;
 
 /* jemalloc's entry points, found by resolve(). Each pointer is written once
  * (a race writes the same value twice) and read with relaxed atomics: the
@@ -210,8 +218,19 @@ static bool resolve(void)
 /* Resolve before main() (priority 101: before verbose.c's check, which
  * reads zk_jemalloc_mallocx), so that no malloc slow path has to enter the
  * dynamic loader. */
+static bool check_requested(void)
+{
+	const char *v = getenv(zk_opt_table[ZK_OPT_CHECK].env);
+	uint64_t on = 0;
+	return v != NULL &&
+	       zk_opt_parse(&zk_opt_table[ZK_OPT_CHECK], v, &on) == 0 && on;
+}
+
 __attribute__((constructor(101))) static void override_init(void)
 {
+	/* Checked mode is chosen at load (zk.opt.check is read-only): free()
+	 * goes to jemalloc directly, or through zk_free's checks. */
+	bool checked = check_requested();
 	/* An early resolution may have missed malloc & co. (dlopen failing
 	 * inside the dynamic loader): they only make ordinary memory faster,
 	 * so look again now. */
@@ -221,6 +240,9 @@ __attribute__((constructor(101))) static void override_init(void)
 			resolve_now();
 			resolving = false;
 		}
+		if (!checked && REAL(free) != boot_free)
+			__atomic_store_n(&free_entry, REAL(free),
+					 __ATOMIC_RELAXED);
 		return;
 	}
 	atomic_store_explicit(&resolved, -1, memory_order_release);
@@ -328,15 +350,9 @@ HIDDEN int __wrap_mallctl(const char *name, void *oldp, size_t *oldlenp,
 
 /* ------------------------------------------------------- the exports */
 
-static inline bool phase_active(void)
+static inline bool in_step(void)
 {
-	return atomic_load_explicit(&zk_g.active, memory_order_acquire);
-}
-
-/* zk_owns(), inlined: one subtraction and compare. */
-static inline bool owns(const void *p)
-{
-	return zk_region_slab_of(&zk_g.region, p) != NULL;
+	return likely(zk_tls.gen == zk_gen());
 }
 
 /* jemalloc's malloc/calloc/realloc return 8-aligned blocks for requests of
@@ -345,22 +361,19 @@ static inline bool owns(const void *p)
  * glibc gives 16 always; these keep jemalloc's classes, as jemalloc does. */
 EXPORT void *malloc(size_t size)
 {
-	if (likely(!phase_active()))
+	if (in_step())
 		return REAL(malloc)(size);
 	return zk_malloc(size);
 }
 
 EXPORT void free(void *p)
 {
-	if (likely(!owns(p)))
-		REAL(free)(p);
-	else
-		zk_free(p);
+	__atomic_load_n(&free_entry, __ATOMIC_RELAXED)(p);
 }
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-	if (likely(!phase_active()))
+	if (in_step())
 		return REAL(calloc)(n, size); /* checks n * size, sets errno */
 	return zk_calloc(n, size);
 }
@@ -370,7 +383,7 @@ EXPORT void *calloc(size_t n, size_t size)
  * three; jemalloc's realloc is taken only where it agrees (size > 0). */
 static inline void *realloc_impl(void *p, size_t size)
 {
-	if (likely(!phase_active()) && likely(!owns(p)) && likely(size != 0)) {
+	if (in_step() && likely(size != 0) && likely(!zk_check_on)) {
 		void *q = REAL(realloc)(p, size);
 		if (unlikely(q == NULL))
 			errno = ENOMEM; /* jemalloc's realloc leaves it */
@@ -463,13 +476,12 @@ EXPORT size_t malloc_usable_size(void *p)
 
 /* ------------------------------------------------ jemalloc's *allocx */
 
-/* Routed like malloc: in a phase, large requests without an explicit
- * MALLOCX_ARENA are phase memory. Outside one, jemalloc's own, except for
- * what jemalloc leaves undefined (size 0, NULL), which zk_* defines. */
+/* Routed like malloc. Outside what jemalloc leaves undefined (size 0,
+ * NULL), which zk_* defines, jemalloc's own when in step. */
 EXPORT void *mallocx(size_t size, int flags)
 {
 	void *(*f)(size_t, int) = REAL(mallocx);
-	if (likely(f != NULL) && likely(!phase_active()) && likely(size != 0))
+	if (likely(f != NULL) && in_step() && likely(size != 0))
 		return f(size, flags);
 	return zk_mallocx(size, flags);
 }
@@ -477,13 +489,12 @@ EXPORT void *mallocx(size_t size, int flags)
 EXPORT void *rallocx(void *p, size_t size, int flags)
 {
 	void *(*f)(void *, size_t, int) = REAL(rallocx);
-	if (likely(f != NULL) && likely(!phase_active()) && likely(!owns(p)) &&
-	    likely(p != NULL && size != 0))
+	if (likely(f != NULL) && in_step() && likely(p != NULL && size != 0) &&
+	    likely(!zk_check_on))
 		return f(p, size, flags);
 	return zk_rallocx(p, size, flags);
 }
 
-/* In place only; a phase block stays in its arena (zk_xallocx). */
 EXPORT size_t xallocx(void *p, size_t size, size_t extra, int flags)
 {
 	return zk_xallocx(p, size, extra, flags);
@@ -502,19 +513,17 @@ EXPORT size_t nallocx(size_t size, int flags)
 EXPORT void dallocx(void *p, int flags)
 {
 	void (*f)(void *, int) = REAL(dallocx);
-	if (likely(f != NULL) && likely(!owns(p)) && likely(p != NULL)) {
+	if (likely(f != NULL) && likely(p != NULL) && likely(!zk_check_on)) {
 		f(p, flags);
 		return;
 	}
 	zk_dallocx(p, flags);
 }
 
-/* Sized free: jemalloc's for ordinary blocks; a phase block's size hint is
- * not needed (zk_sdallocx frees it by address, out of its arena). */
 EXPORT void sdallocx(void *p, size_t size, int flags)
 {
 	void (*f)(void *, size_t, int) = REAL(sdallocx);
-	if (likely(f != NULL) && likely(!owns(p)) && likely(p != NULL)) {
+	if (likely(f != NULL) && likely(p != NULL) && likely(!zk_check_on)) {
 		f(p, size, flags);
 		return;
 	}

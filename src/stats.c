@@ -1,7 +1,8 @@
 /* zk_stats_get: a versioned snapshot of zkalloc's counters. */
+#include "arena.h"
 #include "hooks.h"
-#include "os.h"
 #include "phase.h"
+#include "pool.h"
 #include "stats.h"
 
 #include <zkalloc.h>
@@ -11,67 +12,40 @@
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-/* Resident bytes of the part of a slab ever handed to jemalloc. */
-static size_t resident(const zk_slab_t *sl)
-{
-	size_t n = 0;
-	return zk_os_resident(sl->base, zk_slab_high_water(sl), &n) == 0 ? n
-									 : 0;
-}
-
 /* The counters: plain loads, no lock, no scan. */
 static void counters(zk_stats_t *s)
 {
+	const zk_pool_stats_t *ps = &zk_pool.stats;
+	size_t total = __atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE);
 	s->version = ZK_STATS_VERSION;
-	s->region_reserved =
-	    __atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE) != 0;
+	s->region_reserved = total != 0;
 	s->phase_active = LOAD(zk_g.active);
 	s->epoch = LOAD(zk_g.epoch);
-	s->slab_size = s->region_reserved ? zk_g.region.slab_size
-					  : (size_t)zk_g.opt[ZK_OPT_SLAB_SIZE];
-	s->nslabs = s->region_reserved ? zk_g.region.nslabs
-				       : (unsigned)zk_g.opt[ZK_OPT_NSLABS];
-	s->slabs_in_use = zk_phase_slabs_in_use();
-	s->overflow_count = LOAD(zk_g.overflow_count);
-	s->overflow_bytes = LOAD(zk_g.overflow_bytes);
-	s->arenas_created = LOAD(zk_g.arenas_created);
-	s->arenas_destroyed = LOAD(zk_g.arenas_destroyed);
-	s->hook_zeroed_bytes = LOAD(zk_hook_counters.zeroed_bytes.n);
-	s->small_overflow_count = LOAD(zk_g.small_overflow_count);
-	s->shared_count = LOAD(zk_g.shared_count);
-	s->arenas_reset = LOAD(zk_g.arenas_reset);
-	s->trims = LOAD(zk_g.trims);
-	s->trimmed_bytes = LOAD(zk_g.trimmed_bytes);
+	s->nslabs = (unsigned)zk_g.opt[ZK_OPT_ARENAS];
+	s->slabs_in_use = zk_arenas_created();
+	s->overflow_count = LOAD(zk_hook_counters.overflow.n);
+	s->overflow_bytes = LOAD(zk_hook_counters.overflow_bytes.n);
+	s->arenas_created = zk_arenas_created();
+	s->hook_zeroed_bytes = LOAD(ps->cleared_bytes);
+	s->trims = LOAD(ps->trims);
+	s->trimmed_bytes = LOAD(ps->trimmed_bytes);
 	s->begin_ns_last = LOAD(zk_g.begin_ns_last);
-	s->max_block = zk_phase_max_block();
-	const zk_region_t *regions[2] = {&zk_g.region, &zk_g.small};
-	for (int r = 0; r < 2; r++) {
-		if (__atomic_load_n(&regions[r]->total, __ATOMIC_ACQUIRE) == 0)
-			continue;
-		s->reserved_bytes += regions[r]->total;
-		for (unsigned i = 0;
-		     i < regions[r]->nslabs + regions[r]->nshared; i++)
-			s->committed_bytes +=
-			    LOAD(regions[r]->slabs[i].committed);
-	}
-}
-
-/* The resident scan (mincore over what each slab handed out): no lock is
- * held, so allocations go on meanwhile; the figures are a snapshot. */
-static void scan(zk_stats_t *s)
-{
-	if (__atomic_load_n(&zk_g.region.total, __ATOMIC_ACQUIRE) != 0)
-		for (unsigned i = 0;
-		     i < zk_g.region.nslabs + zk_g.region.nshared; i++) {
-			size_t res = resident(&zk_g.region.slabs[i]);
-			s->resident_bytes += res;
-			if (res > s->max_slab_resident)
-				s->max_slab_resident = res;
-		}
-	if (__atomic_load_n(&zk_g.small.total, __ATOMIC_ACQUIRE) != 0)
-		for (unsigned i = 0; i < zk_g.small.nslabs; i++)
-			s->small_resident_bytes +=
-			    resident(&zk_g.small.slabs[i]);
+	s->committed_bytes = LOAD(zk_pool.committed_bytes);
+	s->reserved_bytes = total ? total + LOAD(zk_pool.meta_reserved) : 0;
+	s->max_block = total;
+	s->kept_blocks = LOAD(zk_g.kept_blocks);
+	s->kept_bytes = LOAD(zk_g.kept_bytes);
+	s->live_bytes = LOAD(ps->live_bytes);
+	s->metadata_bytes = LOAD(ps->meta_bytes);
+	s->free_bytes = LOAD(zk_pool.free_bytes);
+	s->top_bytes = LOAD(zk_pool.top_bytes);
+	s->binds = LOAD(zk_binds);
+	s->bind_failures = LOAD(zk_bind_failures);
+	s->madvise_failures = LOAD(ps->madvise_failures);
+	s->mprotect_failures = LOAD(ps->mprotect_failures);
+	s->commit_failures = LOAD(ps->commit_failures);
+	s->quarantined_bytes = LOAD(ps->quarantined_bytes);
+	s->pool_degraded = LOAD(zk_pool.degraded);
 }
 
 void zk_stats_read(zk_stats_t *s, bool with_scan)
@@ -81,7 +55,7 @@ void zk_stats_read(zk_stats_t *s, bool with_scan)
 	s->size = sizeof(*s);
 	counters(s);
 	if (with_scan)
-		scan(s);
+		s->resident_bytes = zk_pool_resident();
 }
 
 int zk_stats_get(zk_stats_t *out)
@@ -90,15 +64,11 @@ int zk_stats_get(zk_stats_t *out)
 	if (out == NULL || (want = out->size) <
 			       offsetof(zk_stats_t, version) + sizeof(uint32_t))
 		return EINVAL;
-	zk_init();
 	zk_stats_t s;
-	memset(&s, 0, sizeof(s));
+	/* Only a caller whose struct holds the resident field pays for the
+	 * scan (mincore over the pool, no lock held). */
+	zk_stats_read(&s, want > offsetof(zk_stats_t, resident_bytes));
 	s.size = want < sizeof(s) ? want : sizeof(s);
-	counters(&s);
-	/* Only a caller whose struct holds the resident fields pays for the
-	 * scan. */
-	if (want > offsetof(zk_stats_t, resident_bytes))
-		scan(&s);
 	memcpy(out, &s, s.size);
 	out->size = want; /* the caller's size stays as it was */
 	return 0;

@@ -20,13 +20,13 @@
  * reported.
  */
 #define _GNU_SOURCE
-#define JEMALLOC_NO_DEMANGLE
 #include "verbose.h"
 
-#include <jemalloc/jemalloc.h>
+#include "je.h"
 
 #include "os.h"
 #include "phase.h"
+#include "pool.h"
 
 #include <zkalloc.h>
 
@@ -197,22 +197,47 @@ static void banner(void)
 	if (je_mallctl("version", &version, &len, NULL, 0) != 0)
 		version = "?";
 	const uint64_t *o = zk_g.opt;
+	size_t room = zk_os_as_headroom();
+	char limit[96] = "";
+	if (room != SIZE_MAX)
+		snprintf(limit, sizeof(limit),
+			 " (RLIMIT_AS: at most %zu MiB, half of what is left)",
+			 room / 2 >> 20);
 	zk_os_warnf(
-	    "zkalloc %d.%d.%d: active, %s %s; jemalloc %s in %s; region: %u "
-	    "slabs x %.4g GiB, reserved at the first phase; options: "
-	    "slab_size=%llu nslabs=%u min_bytes=%zu promote_bytes=%zu thp=%s "
-	    "small=%s check=%llu verbose=1\n",
+	    "zkalloc %d.%d.%d: active, %s %s; jemalloc %s in %s; pool: %llu MiB "
+	    "of address space reserved at the first phase%s, committed as it "
+	    "is used; %s; options: region_size=%llu arenas=%llu min_bytes=%llu "
+	    "thp=%s trim_phases=%llu check=%llu verbose=1\n",
 	    ZK_VERSION_MAJOR, ZK_VERSION_MINOR, ZK_VERSION_PATCH,
 	    zk_jemalloc_mallocx != NULL ? "drop-in" : "library",
 	    have_self ? name_of(&self) : "?", version,
-	    have_je ? name_of(&je) : "?", (unsigned)o[ZK_OPT_NSLABS],
-	    (double)o[ZK_OPT_SLAB_SIZE] / (double)(1ull << 30),
-	    (unsigned long long)o[ZK_OPT_SLAB_SIZE], (unsigned)o[ZK_OPT_NSLABS],
-	    zk_g.min_bytes, zk_g.promote_bytes,
+	    have_je ? name_of(&je) : "?",
+	    (unsigned long long)(o[ZK_OPT_REGION] >> 20), limit,
+	    zk_g.bind ? "threads are bound to their arena in phases"
+		      : "in phases, requests of at least min_bytes go to the "
+			"pool explicitly",
+	    (unsigned long long)o[ZK_OPT_REGION],
+	    (unsigned long long)o[ZK_OPT_ARENAS],
+	    (unsigned long long)o[ZK_OPT_MIN_BYTES],
 	    zk_opt_choice(ZK_OPT_THP, o[ZK_OPT_THP]),
-	    zk_opt_choice(ZK_OPT_SMALL, o[ZK_OPT_SMALL]),
+	    (unsigned long long)o[ZK_OPT_TRIM_PHASES],
 	    (unsigned long long)o[ZK_OPT_CHECK]);
 	atomic_store(&summary_pid, getpid());
+}
+
+void zk_verbose_reserved(void)
+{
+	if (!zk_g.opt[ZK_OPT_VERBOSE])
+		return;
+	zk_stats_t s = {.size = sizeof(s)};
+	if (zk_stats_get(&s) != 0 || !s.region_reserved)
+		return;
+	zk_os_warnf("zkalloc: pool reserved: %zu MiB of address space (region "
+		    "%zu MiB at %p, bookkeeping %zu MiB), PROT_NONE and "
+		    "MAP_NORESERVE: no memory and no commit charge until "
+		    "used\n",
+		    s.reserved_bytes >> 20, s.max_block >> 20,
+		    (void *)zk_pool.base, (s.reserved_bytes - s.max_block) >> 20);
 }
 
 void zk_verbose_start(void)
@@ -234,19 +259,28 @@ __attribute__((destructor)) static void summary(void)
 	if (zk_stats_get(&s) != 0)
 		return;
 	zk_os_warnf(
-	    "zkalloc: exit: %llu phases; phase memory resident %.1f MiB "
-	    "(largest slab %.1f MiB of %.1f MiB, %u slabs); overflow %llu "
-	    "requests, %.1f MiB; arenas %llu created, %llu destroyed; small "
-	    "resident %.1f MiB, %llu refused%s\n",
-	    (unsigned long long)s.epoch, MiB(s.resident_bytes),
-	    MiB(s.max_slab_resident), MiB(s.slab_size), s.nslabs,
+	    "zkalloc: exit: %llu phases; pool: %.1f MiB reserved, %.1f MiB "
+	    "committed, %.1f MiB high water, %.1f MiB resident, %.1f MiB "
+	    "allocated (%.1f MiB arena metadata), %.1f MiB free; kept across "
+	    "the last begin: %llu blocks, %.1f MiB (made in a phase and still "
+	    "in use: valid, in place); %llu arenas, %llu thread binds; "
+	    "overflow %llu requests, %.1f MiB; cleared %.1f MiB for calloc; "
+	    "decay gave back %.1f MiB in %llu ranges; failed madvise %llu, "
+	    "mprotect %llu, commit %llu%s%s\n",
+	    (unsigned long long)s.epoch, MiB(s.reserved_bytes),
+	    MiB(s.committed_bytes), MiB(s.top_bytes), MiB(s.resident_bytes),
+	    MiB(s.live_bytes), MiB(s.metadata_bytes), MiB(s.free_bytes),
+	    (unsigned long long)s.kept_blocks, MiB(s.kept_bytes),
+	    (unsigned long long)s.arenas_created, (unsigned long long)s.binds,
 	    (unsigned long long)s.overflow_count, MiB(s.overflow_bytes),
-	    (unsigned long long)s.arenas_created,
-	    (unsigned long long)s.arenas_destroyed, MiB(s.small_resident_bytes),
-	    (unsigned long long)s.small_overflow_count,
-	    s.region_reserved || s.epoch == 0
-		? ""
-		: "; the region was NOT reserved");
+	    MiB(s.hook_zeroed_bytes), MiB(s.trimmed_bytes),
+	    (unsigned long long)s.trims, (unsigned long long)s.madvise_failures,
+	    (unsigned long long)s.mprotect_failures,
+	    (unsigned long long)s.commit_failures,
+	    s.region_reserved || s.epoch == 0 ? ""
+					      : "; the region was NOT reserved",
+	    s.pool_degraded ? "; pool degraded by a fork (fresh pages only)"
+			    : "");
 }
 
 /* ----------------------------------------------------- at load */

@@ -16,4 +16,7 @@ extern const void *zk_jemalloc_mallocx;
  * banner now unless it was, and the summary at exit. */
 void zk_verbose_start(void);
 
+/* The region was just reserved: in verbose mode, print what it took. */
+void zk_verbose_reserved(void);
+
 #endif

@@ -1,0 +1,595 @@
+/* The page pool: free ranges, the bump pointer, page bits (pool.h). */
+#include "pool_impl.h"
+
+#include "os.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+zk_pool_t zk_pool;
+pool_book_t zk_book = {.lock = PTHREAD_MUTEX_INITIALIZER};
+void (*zk_pool_locked_hook)(void);
+
+_Atomic uint32_t zk_pool_now;
+
+/* ------------------------------------------------------- page bits */
+
+static inline uint64_t mask(unsigned lo, unsigned n)
+{
+	return (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << lo;
+}
+
+/* Set (on) or clear the bits of pages [s, s + n). */
+void zk_bits_set(_Atomic uint64_t *bits, uint32_t s, uint32_t n, bool on)
+{
+	uint64_t p = s, end = (uint64_t)s + n;
+	while (p < end) {
+		unsigned b = (unsigned)(p % 64);
+		unsigned k = end - p < 64 - b ? (unsigned)(end - p) : 64 - b;
+		uint64_t m = mask(b, k);
+		if (on)
+			atomic_fetch_or_explicit(&bits[p / 64], m,
+						 memory_order_relaxed);
+		else
+			atomic_fetch_and_explicit(&bits[p / 64], ~m,
+						  memory_order_relaxed);
+		p += k;
+	}
+}
+
+/* Number of set bits among pages [s, s + n). */
+uint64_t zk_bits_count(_Atomic uint64_t *bits, uint32_t s, uint32_t n)
+{
+	uint64_t p = s, end = (uint64_t)s + n, c = 0;
+	while (p < end) {
+		unsigned b = (unsigned)(p % 64);
+		unsigned k = end - p < 64 - b ? (unsigned)(end - p) : 64 - b;
+		c += (uint64_t)__builtin_popcountll(
+		    atomic_load_explicit(&bits[p / 64], memory_order_relaxed) &
+		    mask(b, k));
+		p += k;
+	}
+	return c;
+}
+
+/* Clear (memset) the dirty pages among [s, s + n), one call per run.
+ * Returns the bytes cleared. The caller owns the range. */
+static size_t clear_dirty(uint32_t s, uint32_t n)
+{
+	size_t cleared = 0;
+	uint64_t p = s, end = (uint64_t)s + n;
+	while (p < end) {
+		uint64_t w = atomic_load_explicit(&zk_book.dirty[p / 64],
+						  memory_order_relaxed);
+		unsigned b = (unsigned)(p % 64);
+		unsigned k = end - p < 64 - b ? (unsigned)(end - p) : 64 - b;
+		w &= mask(b, k);
+		while (w != 0) {
+			unsigned lo = (unsigned)__builtin_ctzll(w);
+			uint64_t run = w >> lo;
+			unsigned len = run == ~(uint64_t)0 >> lo
+					   ? 64 - lo
+					   : (unsigned)__builtin_ctzll(~run);
+			memset(addr_of((uint32_t)(p - b + lo)), 0,
+			       bytes_of(len));
+			cleared += bytes_of(len);
+			w &= ~mask(lo, len);
+		}
+		p += k;
+	}
+	return cleared;
+}
+
+/* Stamp the 64-page groups of [s, s + n) with the current phase. */
+void zk_pool_stamp(uint32_t s, uint32_t n)
+{
+	uint32_t e = atomic_load_explicit(&zk_pool_now, memory_order_relaxed);
+	for (uint64_t g = s >> GROUP_SHIFT;
+	     g <= ((uint64_t)s + n - 1) >> GROUP_SHIFT; g++)
+		if (atomic_load_explicit(&zk_book.age[g], memory_order_relaxed) != e)
+			atomic_store_explicit(&zk_book.age[g], e,
+					      memory_order_relaxed);
+}
+
+void zk_pool_set_epoch(uint32_t epoch)
+{
+	atomic_store_explicit(&zk_pool_now, epoch, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------ commit */
+
+/* Make [lo, hi) of a reservation writable, rounded out to OS pages. */
+static int commit_bytes(char *lo, char *hi)
+{
+	size_t pg = zk_os_page_size();
+	uintptr_t a = (uintptr_t)lo & ~(uintptr_t)(pg - 1);
+	uintptr_t b = ((uintptr_t)hi + pg - 1) & ~(uintptr_t)(pg - 1);
+	if (b <= a)
+		return 0;
+	int err = zk_os_commit((void *)a, b - a);
+	if (err != 0)
+		ADD(commit_failures, 1);
+	return err;
+}
+
+/* Commit the region (and its page bookkeeping) up to page end. Lock. */
+static int commit_to(uint32_t end)
+{
+	if (end <= zk_book.committed)
+		return 0;
+	uint64_t step = COMMIT_STEP >> zk_pool.shift;
+	uint64_t to = ((uint64_t)end + step - 1) / step * step;
+	if (to > zk_pool.pages)
+		to = zk_pool.pages;
+	uint32_t c0 = zk_book.committed, c1 = (uint32_t)to;
+	int err = commit_bytes(addr_of(c0), addr_of(c1));
+	if (err == 0)
+		err = commit_bytes((char *)(zk_book.map + c0), (char *)(zk_book.map + c1));
+	if (err == 0)
+		err = commit_bytes((char *)(zk_book.dirty + c0 / 64),
+				   (char *)(zk_book.dirty + (c1 + 63) / 64));
+	if (err == 0)
+		err = commit_bytes((char *)(zk_book.used + c0 / 64),
+				   (char *)(zk_book.used + (c1 + 63) / 64));
+	if (err == 0)
+		err = commit_bytes((char *)(zk_book.age + (c0 >> GROUP_SHIFT)),
+				   (char *)(zk_book.age + ((c1 + 63) >> GROUP_SHIFT)));
+	if (err != 0)
+		return err;
+	zk_book.committed = c1;
+	atomic_store_explicit(&zk_pool.committed_bytes, bytes_of(c1),
+			      memory_order_relaxed);
+	return 0;
+}
+
+/* ------------------------------------------------- nodes and lists */
+
+static inline unsigned cls_of(uint32_t n)
+{
+	if (n < 4)
+		return n - 1;
+	unsigned lg = 31u - (unsigned)__builtin_clz(n);
+	return 3 + (lg - 2) * 4 + ((n >> (lg - 2)) & 3);
+}
+
+uint32_t zk_node_new(void)
+{
+	uint32_t i = zk_book.unused;
+	if (i != NIL) {
+		zk_book.unused = zk_book.nodes[i].next;
+		return i;
+	}
+	if (zk_book.node_hw == zk_book.max_nodes)
+		return NIL;
+	if (zk_book.node_hw == zk_book.node_committed) {
+		uint32_t to = zk_book.node_committed + NODE_STEP;
+		if (to > zk_book.max_nodes)
+			to = zk_book.max_nodes;
+		if (commit_bytes((char *)(zk_book.nodes + zk_book.node_committed),
+				 (char *)(zk_book.nodes + to)) != 0)
+			return NIL;
+		zk_book.node_committed = to;
+	}
+	return zk_book.node_hw++;
+}
+
+void zk_node_release(uint32_t i)
+{
+	zk_book.nodes[i].state = NODE_UNUSED;
+	zk_book.nodes[i].next = zk_book.unused;
+	zk_book.unused = i;
+}
+
+/* Put free node i (start, len set) in its class list and the map. */
+static void list_insert(uint32_t i, bool hot)
+{
+	node_t *x = &zk_book.nodes[i];
+	unsigned c = cls_of(x->len);
+	x->cls = (uint8_t)c;
+	x->state = NODE_FREE;
+	x->prev = x->next = NIL;
+	if (zk_book.head[c] == NIL) {
+		zk_book.head[c] = zk_book.tail[c] = i;
+		zk_book.nonempty[c / 64] |= (uint64_t)1 << (c % 64);
+	} else if (hot) {
+		x->next = zk_book.head[c];
+		zk_book.nodes[zk_book.head[c]].prev = i;
+		zk_book.head[c] = i;
+	} else {
+		x->prev = zk_book.tail[c];
+		zk_book.nodes[zk_book.tail[c]].next = i;
+		zk_book.tail[c] = i;
+	}
+	zk_book.map[x->start] = i + 1;
+	zk_book.map[x->start + x->len - 1] = i + 1;
+	atomic_fetch_add_explicit(&zk_pool.free_bytes, bytes_of(x->len),
+				  memory_order_relaxed);
+}
+
+static void list_remove(uint32_t i)
+{
+	node_t *x = &zk_book.nodes[i];
+	unsigned c = x->cls;
+	if (x->prev != NIL)
+		zk_book.nodes[x->prev].next = x->next;
+	else
+		zk_book.head[c] = x->next;
+	if (x->next != NIL)
+		zk_book.nodes[x->next].prev = x->prev;
+	else
+		zk_book.tail[c] = x->prev;
+	if (zk_book.head[c] == NIL)
+		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
+	if (zk_book.map[x->start] == i + 1)
+		zk_book.map[x->start] = 0;
+	if (zk_book.map[x->start + x->len - 1] == i + 1)
+		zk_book.map[x->start + x->len - 1] = 0;
+	x->state = NODE_UNUSED;
+	atomic_fetch_sub_explicit(&zk_pool.free_bytes, bytes_of(x->len),
+				  memory_order_relaxed);
+}
+
+/* The free node whose range ends at page e (or starts at page s). */
+static uint32_t free_ending_at(uint32_t e)
+{
+	uint32_t i = zk_book.map[e];
+	if (i == 0)
+		return NIL;
+	node_t *x = &zk_book.nodes[i - 1];
+	return x->state == NODE_FREE && x->start + x->len - 1 == e ? i - 1
+								    : NIL;
+}
+
+static uint32_t free_starting_at(uint32_t s)
+{
+	uint32_t i = zk_book.map[s];
+	if (i == 0)
+		return NIL;
+	node_t *x = &zk_book.nodes[i - 1];
+	return x->state == NODE_FREE && x->start == s ? i - 1 : NIL;
+}
+
+/* Make [s, s + n) free, merged with its free neighbours. hot: at the head
+ * of its class list (just freed, resident), else the tail. Returns false
+ * if the range table is full. Lock held. */
+bool zk_insert_free(uint32_t s, uint32_t n, bool hot)
+{
+	uint32_t keep = NIL;
+	uint32_t l = s > 0 ? free_ending_at(s - 1) : NIL;
+	if (l != NIL) {
+		list_remove(l);
+		s = zk_book.nodes[l].start;
+		n += zk_book.nodes[l].len;
+		keep = l;
+	}
+	uint32_t r = s + n < zk_book.top ? free_starting_at(s + n) : NIL;
+	if (r != NIL) {
+		list_remove(r);
+		n += zk_book.nodes[r].len;
+		if (keep == NIL)
+			keep = r;
+		else
+			zk_node_release(r);
+	}
+	if (keep == NIL && (keep = zk_node_new()) == NIL)
+		return false;
+	zk_book.nodes[keep].start = s;
+	zk_book.nodes[keep].len = n;
+	list_insert(keep, hot);
+	return true;
+}
+
+/* Take [s, s + n) out of free node i, which holds it; the pieces before
+ * and after stay free, at the head of their class lists (hot: they are
+ * as resident as the range was). *trail_out: the node of the piece after,
+ * or NIL. Returns false (nothing changed) if a piece needs a node and the
+ * table is full. Lock held. */
+bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
+{
+	node_t *x = &zk_book.nodes[i];
+	uint32_t ns = x->start, ne = x->start + x->len;
+	bool lead = s > ns, trail = s + n < ne;
+	uint32_t j = NIL;
+	if (lead && trail && (j = zk_node_new()) == NIL)
+		return false;
+	list_remove(i);
+	*trail_out = NIL;
+	if (lead) {
+		x->start = ns;
+		x->len = s - ns;
+		list_insert(i, true);
+	}
+	if (trail) {
+		uint32_t t = lead ? j : i;
+		zk_book.nodes[t].start = s + n;
+		zk_book.nodes[t].len = ne - (s + n);
+		list_insert(t, true);
+		*trail_out = t;
+	}
+	if (!lead && !trail)
+		zk_node_release(i);
+	return true;
+}
+
+static inline uint32_t align_up(uint32_t v, uint32_t a)
+{
+	return (uint32_t)(((uint64_t)v + a - 1) & ~((uint64_t)a - 1));
+}
+
+static inline bool fits(const node_t *x, uint32_t n, uint32_t a)
+{
+	return (uint64_t)align_up(x->start, a) + n <=
+	       (uint64_t)x->start + x->len;
+}
+
+/* Where in free node x a request of n pages aligned to a goes: at its
+ * start, unless x is far larger (a range the request's own size classes
+ * could not supply): then at its end, so that what stays free is one
+ * range at the same start, whole for the large request that freed it. */
+static uint32_t place(const node_t *x, uint32_t n, uint32_t a)
+{
+	if (cls_of(x->len) > cls_of(n) + 4) {
+		uint32_t at = (x->start + x->len - n) & ~(a - 1);
+		if (at >= x->start)
+			return at;
+	}
+	return align_up(x->start, a);
+}
+
+/* A free node that can hold n pages aligned to a: a few of the smallest
+ * class that may fit (newest first), then the first class above it. */
+static uint32_t find_fit(uint32_t n, uint32_t a)
+{
+	for (unsigned c = cls_of(n); c < NCLASS; c++) {
+		uint64_t w = zk_book.nonempty[c / 64] >> (c % 64);
+		if (w == 0) {
+			c = (c / 64 + 1) * 64 - 1; /* next word */
+			continue;
+		}
+		c += (unsigned)__builtin_ctzll(w);
+		unsigned scanned = 0;
+		for (uint32_t i = zk_book.head[c]; i != NIL && scanned < SCAN_LIMIT;
+		     i = zk_book.nodes[i].next, scanned++)
+			if (fits(&zk_book.nodes[i], n, a))
+				return i;
+	}
+	return NIL;
+}
+
+/* ------------------------------------------------------- alloc/free */
+
+/* Set while this thread holds zk_book.lock: a child forked from inside the
+ * lock (only a test does that) finishes its own operation. */
+static __thread bool holding __attribute__((tls_model("initial-exec")));
+
+void zk_pool_lock(void)
+{
+	pthread_mutex_lock(&zk_book.lock);
+	holding = true;
+	void (*h)(void) = __atomic_load_n(&zk_pool_locked_hook,
+					  __ATOMIC_RELAXED);
+	if (h != NULL)
+		h();
+}
+
+void zk_pool_unlock(void)
+{
+	holding = false;
+	pthread_mutex_unlock(&zk_book.lock);
+}
+
+/* Fresh pages from the bump pointer at want (or anywhere, aligned to a).
+ * Lock held. */
+static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
+				 uint32_t *out)
+{
+	uint32_t s = want != NIL ? want : align_up(zk_book.top, a);
+	if (s < zk_book.top || (uint64_t)s + n > zk_pool.pages)
+		return want != NIL ? ZK_POOL_NOPLACE : ZK_POOL_FULL;
+	if (commit_to(s + n) != 0)
+		return ZK_POOL_COMMIT;
+	uint32_t gap = s - zk_book.top, old = zk_book.top;
+	zk_book.top = s + n;
+	atomic_store_explicit(&zk_pool.top_bytes, bytes_of(zk_book.top),
+			      memory_order_relaxed);
+	if (gap != 0)
+		zk_insert_free(old, gap, false); /* never dirty; lost if full */
+	*out = s;
+	return ZK_POOL_OK;
+}
+
+void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
+		    bool meta, zk_pool_fail_t *why)
+{
+	size_t total = __atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE);
+	if (total == 0) {
+		*why = ZK_POOL_NONE;
+		return NULL;
+	}
+	size_t pg = (size_t)1 << zk_pool.shift;
+	if (align < pg)
+		align = pg;
+	if (size == 0 || size > total || align > total - size + pg ||
+	    size % pg != 0) {
+		*why = ZK_POOL_TOO_BIG;
+		return NULL;
+	}
+	uint32_t n = (uint32_t)(size >> zk_pool.shift);
+	uint32_t a = (uint32_t)(align >> zk_pool.shift);
+	uint32_t want = NIL;
+	if (new_addr != NULL) {
+		if (!zk_pool_owns(new_addr) ||
+		    ((uintptr_t)new_addr & (align - 1)) != 0) {
+			*why = ZK_POOL_NOPLACE;
+			return NULL;
+		}
+		want = page_of(new_addr);
+	}
+	uint32_t s = NIL;
+	zk_pool_fail_t fail = ZK_POOL_OK;
+	zk_pool_lock();
+	bool degraded = atomic_load_explicit(&zk_pool.degraded,
+					     memory_order_relaxed);
+	uint32_t rest;
+	if (want != NIL && want < zk_book.top) {
+		uint32_t i = degraded ? NIL : free_starting_at(want);
+		if (i == NIL || zk_book.nodes[i].len < n)
+			fail = ZK_POOL_NOPLACE;
+		else if (!zk_carve(i, want, n, &rest))
+			fail = ZK_POOL_METADATA;
+		else
+			s = want;
+	} else {
+		uint32_t i = degraded || want != NIL ? NIL : find_fit(n, a);
+		if (i != NIL) {
+			uint32_t at = place(&zk_book.nodes[i], n, a);
+			if (zk_carve(i, at, n, &rest))
+				s = at;
+		}
+		if (s == NIL)
+			fail = take_fresh(want, n, a, &s);
+	}
+	if (s != NIL) {
+		zk_bits_set(zk_book.used, s, n, true);
+		zk_pool_stamp(s, n);
+	}
+	zk_pool_unlock();
+	if (s == NIL) {
+		*why = fail;
+		return NULL;
+	}
+	/* The range is the caller's now: its dirty bits with it. */
+	if (*zero) {
+		size_t c = clear_dirty(s, n);
+		if (c != 0)
+			ADD(cleared_bytes, c);
+	} else {
+		*zero = zk_bits_count(zk_book.dirty, s, n) == 0;
+	}
+	zk_bits_set(zk_book.dirty, s, n, true); /* jemalloc may write any of it */
+	ADD(live_bytes, size);
+	ADD(live_extents, 1);
+	if (meta) {
+		ADD(meta_bytes, size);
+		ADD(meta_extents, 1);
+	}
+	*why = ZK_POOL_OK;
+	return addr_of(s);
+}
+
+void zk_pool_note_split(void)
+{
+	ADD(live_extents, 1);
+}
+
+void zk_pool_note_merge(void)
+{
+	SUB(live_extents, 1);
+}
+
+bool zk_pool_free(void *addr, size_t size)
+{
+	if (!zk_pool_owns(addr) || size == 0)
+		return false;
+	uint32_t s = page_of(addr), n = (uint32_t)(size >> zk_pool.shift);
+	if (zk_pool.quarantine) {
+		zk_quarantine(s, n);
+		return true;
+	}
+	zk_pool_lock();
+	bool ok = !atomic_load_explicit(&zk_pool.degraded,
+					memory_order_relaxed) &&
+		  zk_insert_free(s, n, true);
+	if (ok) {
+		zk_bits_set(zk_book.used, s, n, false);
+		zk_pool_stamp(s, n);
+	}
+	zk_pool_unlock();
+	if (ok) {
+		SUB(live_bytes, size);
+		SUB(live_extents, 1);
+	}
+	return ok;
+}
+
+/* -------------------------------------------------- setup, stats */
+
+int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
+{
+	unsigned shift = (unsigned)__builtin_ctzll(zk_os_page_size());
+	uint64_t pages = bytes >> shift;
+	if (pages > UINT32_MAX - 1)
+		pages = UINT32_MAX - 1;
+	if (pages < 64)
+		return EINVAL;
+	uint64_t words = (pages + 63) / 64;
+	uint32_t max_nodes = pages / 2 + 2 < (1u << 22)
+				 ? (uint32_t)(pages / 2 + 2)
+				 : (1u << 22);
+	size_t pg = zk_os_page_size();
+#define ROUND(x) (((x) + pg - 1) & ~(pg - 1))
+	size_t off_map = 0;
+	size_t off_dirty = off_map + ROUND(pages * 4);
+	size_t off_used = off_dirty + ROUND(words * 8);
+	size_t off_age = off_used + ROUND(words * 8);
+	size_t off_nodes = off_age + ROUND(words * 4);
+	size_t meta_len = off_nodes + ROUND((size_t)max_nodes * sizeof(node_t));
+#undef ROUND
+	void *region, *meta;
+	size_t len = (size_t)pages << shift;
+	int err = zk_os_reserve(len, (size_t)2 << 20, &region);
+	if (err != 0)
+		return err;
+	if ((err = zk_os_reserve(meta_len, pg, &meta)) != 0) {
+		zk_os_release(region, len);
+		return err;
+	}
+	(void)zk_os_advise_thp(region, len, thp); /* a preference */
+	zk_book.meta = meta;
+	zk_book.map = (uint32_t *)((char *)meta + off_map);
+	zk_book.dirty = (_Atomic uint64_t *)((char *)meta + off_dirty);
+	zk_book.used = (_Atomic uint64_t *)((char *)meta + off_used);
+	zk_book.age = (_Atomic uint32_t *)((char *)meta + off_age);
+	zk_book.nodes = (node_t *)((char *)meta + off_nodes);
+	zk_book.max_nodes = max_nodes;
+	zk_book.unused = zk_book.q_head = zk_book.q_tail = NIL;
+	for (unsigned c = 0; c < NCLASS; c++)
+		zk_book.head[c] = zk_book.tail[c] = NIL;
+	zk_pool.shift = shift;
+	zk_pool.pages = (uint32_t)pages;
+	zk_pool.quarantine = quarantine_on;
+	atomic_store_explicit(&zk_pool.meta_reserved, meta_len,
+			      memory_order_relaxed);
+	__atomic_store_n(&zk_pool.base, (char *)region, __ATOMIC_RELAXED);
+	__atomic_store_n(&zk_pool.total, len, __ATOMIC_RELEASE);
+	return 0;
+}
+
+size_t zk_pool_resident(void)
+{
+	if (__atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	size_t n = 0, top = atomic_load_explicit(&zk_pool.top_bytes,
+						 memory_order_relaxed);
+	return zk_os_resident(zk_pool.base, top, &n) == 0 ? n : 0;
+}
+
+/* The child of a fork: if another thread (gone here) held the lock, the
+ * bookkeeping may be half changed. Then the pool serves fresh pages only
+ * and refuses frees (jemalloc keeps those extents): correct, without page
+ * reuse. Otherwise ranges the decay had taken out go back. */
+void zk_pool_fork_child(void)
+{
+	if (holding)
+		return; /* this thread's own operation goes on */
+	bool held = pthread_mutex_trylock(&zk_book.lock) != 0;
+	pthread_mutex_init(&zk_book.lock, NULL);
+	if (held) {
+		atomic_store_explicit(&zk_pool.degraded, true,
+				      memory_order_relaxed);
+		return;
+	}
+	if (__atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) != 0)
+		zk_reinsert_batch();
+}

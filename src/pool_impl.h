@@ -1,0 +1,106 @@
+/*
+ * The page pool's bookkeeping, shared by pool.c (ranges, alloc, free) and
+ * decay.c (giving pages back; checked mode's quarantine). Not part of the
+ * core's interface: everything else uses pool.h.
+ */
+#ifndef ZK_POOL_IMPL_H
+#define ZK_POOL_IMPL_H
+
+#include "pool.h"
+
+#include <pthread.h>
+
+#define NIL	    UINT32_MAX
+#define NCLASS	    128
+#define GROUP_SHIFT 6 /* ages are kept per 64 pages */
+#define SCAN_LIMIT  16
+/* The region and its bookkeeping are committed in steps of this much
+ * region (and the matching share of bookkeeping), so a growing pool makes
+ * few mprotect calls. */
+#define COMMIT_STEP ((size_t)64 << 20)
+#define NODE_STEP   4096u
+
+enum { NODE_UNUSED = 0, NODE_FREE, NODE_QUARANTINE };
+
+/* A free (or quarantined) range of pages. */
+typedef struct node {
+	uint32_t start, len;
+	uint32_t prev, next; /* class list, quarantine list or unused stack */
+	uint32_t epoch;	     /* quarantine: the phase it was freed in */
+	uint8_t cls, state;
+} node_t;
+
+/* Bookkeeping, under zk_book.lock unless a comment says otherwise. */
+typedef struct pool_book {
+	pthread_mutex_t lock;
+	uint32_t *map;		 /* page -> 1 + node whose range starts or ends
+				    there (stale entries fail validation) */
+	_Atomic uint64_t *dirty; /* atomic: range owners write outside lock */
+	_Atomic uint64_t *used;
+	_Atomic uint32_t *age;
+	node_t *nodes;
+	uint32_t max_nodes, node_hw, node_committed, unused;
+	uint32_t head[NCLASS], tail[NCLASS];
+	uint64_t nonempty[NCLASS / 64];
+	uint32_t q_head, q_tail; /* quarantine, oldest first */
+	uint32_t top;		 /* pages above it were never handed out */
+	uint32_t committed;	 /* pages made writable */
+	char *meta;		 /* the bookkeeping reservation */
+	/* Ranges the decay took out and gives back outside the lock; a
+	 * forked child puts them back (phase.c: fork). */
+	struct {
+		uint32_t start, len;
+	} batch[64];
+	unsigned nbatch;
+} pool_book_t;
+
+extern pool_book_t zk_book;
+
+/* The phase age stamps use now (zk_pool_set_epoch). */
+extern _Atomic uint32_t zk_pool_now;
+
+
+#define ADD(field, v)                                                          \
+	atomic_fetch_add_explicit(&zk_pool.stats.field, (v),                   \
+				  memory_order_relaxed)
+#define SUB(field, v)                                                          \
+	atomic_fetch_sub_explicit(&zk_pool.stats.field, (v),                   \
+				  memory_order_relaxed)
+
+static inline size_t bytes_of(uint32_t pages)
+{
+	return (size_t)pages << zk_pool.shift;
+}
+
+static inline uint32_t page_of(const void *p)
+{
+	return (uint32_t)(((uintptr_t)p - (uintptr_t)zk_pool.base) >>
+			  zk_pool.shift);
+}
+
+static inline char *addr_of(uint32_t page)
+{
+	return zk_pool.base + bytes_of(page);
+}
+
+/* Page bits (zk_book.dirty, zk_book.used): set or clear [s, s + n); count set bits. */
+void zk_bits_set(_Atomic uint64_t *bits, uint32_t s, uint32_t n, bool on);
+uint64_t zk_bits_count(_Atomic uint64_t *bits, uint32_t s, uint32_t n);
+
+/* Stamp the 64-page groups of [s, s + n) with the current phase. */
+void zk_pool_stamp(uint32_t s, uint32_t n);
+
+/* zk_book.lock, with the test hook; and the range table (pool.c), lock held. */
+void zk_pool_lock(void);
+void zk_pool_unlock(void);
+uint32_t zk_node_new(void);
+void zk_node_release(uint32_t i);
+bool zk_insert_free(uint32_t s, uint32_t n, bool hot);
+bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out);
+
+/* decay.c, called by pool.c: checked mode's free, and a forked child's
+ * return of the ranges the decay had taken out (lock held). */
+void zk_quarantine(uint32_t s, uint32_t n);
+void zk_reinsert_batch(void);
+
+#endif
