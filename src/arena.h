@@ -40,7 +40,8 @@ typedef struct zk_tls {
 			  arena) is served by plain jemalloc */
 } zk_tls_t;
 
-extern __thread zk_tls_t zk_tls __attribute__((tls_model("initial-exec")));
+extern __thread zk_tls_t zk_tls
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
 /* Bring this thread in step with the phase state (bind or unbind). After
  * it, zk_tls.gen == zk_g.gen unless the thread must route explicitly

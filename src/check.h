@@ -29,7 +29,7 @@
 
 /* ZK_ALLOC_CHECK=1. Written once by zk_check_init (inside zk_init's
  * pthread_once), read-only afterwards. */
-extern bool zk_check_on;
+extern bool zk_check_on __attribute__((visibility("hidden")));
 
 /* Set zk_check_on from the options; when on, install the SIGSEGV reporter.
  * Called once by zk_init. */

@@ -42,7 +42,7 @@ typedef struct zk_global {
 	_Atomic uint64_t begin_ns_last;
 } zk_global_t;
 
-extern zk_global_t zk_g;
+extern zk_global_t zk_g __attribute__((visibility("hidden")));
 
 /* Read options, jemalloc's settings and defaults, install fork handlers.
  * Idempotent and cheap after the first call. */

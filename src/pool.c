@@ -133,6 +133,9 @@ static int commit_to(uint32_t end)
 		err = commit_bytes((char *)(zk_book.used + c0 / 64),
 				   (char *)(zk_book.used + (c1 + 63) / 64));
 	if (err == 0)
+		err = commit_bytes((char *)(zk_book.first + c0 / 64),
+				   (char *)(zk_book.first + (c1 + 63) / 64));
+	if (err == 0)
 		err = commit_bytes((char *)(zk_book.age + (c0 >> GROUP_SHIFT)),
 				   (char *)(zk_book.age + ((c1 + 63) >> GROUP_SHIFT)));
 	if (err != 0)
@@ -452,6 +455,8 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 	}
 	if (s != NIL) {
 		zk_bits_set(zk_book.used, s, n, true);
+		zk_bits_set(zk_book.first, s, n, false);
+		zk_bits_set(zk_book.first, s, 1, true);
 		zk_pool_stamp(s, n);
 	}
 	zk_pool_unlock();
@@ -488,19 +493,39 @@ void zk_pool_note_merge(void)
 	SUB(live_extents, 1);
 }
 
+/* May [s, s + n) come back to the pool? With opt.retain (the default),
+ * jemalloc lets an extent that is not the first piece of a hook allocation
+ * (not a "head") merge with the extent below it without checking that it
+ * belongs to the same arena: it counts on the hooks never handing that
+ * lower neighbour to anyone else (extent.h: extent_can_acquire_neighbor).
+ * So a range whose next page starts such a piece, still jemalloc's, is
+ * refused: jemalloc keeps it in its arena (and reuses it there) until the
+ * piece above is gone too. Lock held. */
+static bool safe_to_take(uint32_t s, uint32_t n)
+{
+	uint32_t e = s + n;
+	if (e >= zk_book.top || zk_bits_count(zk_book.used, e, 1) == 0 ||
+	    zk_bits_count(zk_book.first, e, 1) != 0)
+		return true;
+	ADD(dalloc_refused, 1);
+	return false;
+}
+
 bool zk_pool_free(void *addr, size_t size)
 {
 	if (!zk_pool_owns(addr) || size == 0)
 		return false;
 	uint32_t s = page_of(addr), n = (uint32_t)(size >> zk_pool.shift);
-	if (zk_pool.quarantine) {
-		zk_quarantine(s, n);
-		return true;
-	}
 	zk_pool_lock();
 	bool ok = !atomic_load_explicit(&zk_pool.degraded,
 					memory_order_relaxed) &&
-		  zk_insert_free(s, n, true);
+		  safe_to_take(s, n);
+	if (ok && zk_pool.quarantine) {
+		zk_pool_unlock(); /* the range is still jemalloc's meanwhile */
+		zk_quarantine(s, n);
+		return true;
+	}
+	ok = ok && zk_insert_free(s, n, true);
 	if (ok) {
 		zk_bits_set(zk_book.used, s, n, false);
 		zk_pool_stamp(s, n);
@@ -532,7 +557,8 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	size_t off_map = 0;
 	size_t off_dirty = off_map + ROUND(pages * 4);
 	size_t off_used = off_dirty + ROUND(words * 8);
-	size_t off_age = off_used + ROUND(words * 8);
+	size_t off_first = off_used + ROUND(words * 8);
+	size_t off_age = off_first + ROUND(words * 8);
 	size_t off_nodes = off_age + ROUND(words * 4);
 	size_t meta_len = off_nodes + ROUND((size_t)max_nodes * sizeof(node_t));
 #undef ROUND
@@ -550,6 +576,7 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	zk_book.map = (uint32_t *)((char *)meta + off_map);
 	zk_book.dirty = (_Atomic uint64_t *)((char *)meta + off_dirty);
 	zk_book.used = (_Atomic uint64_t *)((char *)meta + off_used);
+	zk_book.first = (_Atomic uint64_t *)((char *)meta + off_first);
 	zk_book.age = (_Atomic uint32_t *)((char *)meta + off_age);
 	zk_book.nodes = (node_t *)((char *)meta + off_nodes);
 	zk_book.max_nodes = max_nodes;

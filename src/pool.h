@@ -53,6 +53,7 @@ typedef struct zk_pool_stats {
 	_Atomic uint64_t madvise_failures;	   /* refused madvise calls */
 	_Atomic uint64_t mprotect_failures;	   /* refused mprotect calls */
 	_Atomic uint64_t commit_failures;	   /* refused commits */
+	_Atomic uint64_t dalloc_refused; /* ranges left to their arena */
 	_Atomic uint64_t quarantined_bytes;	   /* checked mode, now */
 } zk_pool_stats_t;
 
@@ -73,7 +74,7 @@ typedef struct zk_pool {
 	_Atomic bool degraded; /* a fork caught the lock held: fresh only */
 } zk_pool_t;
 
-extern zk_pool_t zk_pool;
+extern zk_pool_t zk_pool __attribute__((visibility("hidden")));
 
 /* Reserve a region of bytes (rounded down to whole pages) plus its
  * bookkeeping, PROT_NONE, committed as it is used. thp: MADV_HUGEPAGE

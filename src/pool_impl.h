@@ -36,7 +36,8 @@ typedef struct pool_book {
 	uint32_t *map;		 /* page -> 1 + node whose range starts or ends
 				    there (stale entries fail validation) */
 	_Atomic uint64_t *dirty; /* atomic: range owners write outside lock */
-	_Atomic uint64_t *used;
+	_Atomic uint64_t *used;	 /* handed to jemalloc */
+	_Atomic uint64_t *first; /* first page of a handed-out extent */
 	_Atomic uint32_t *age;
 	node_t *nodes;
 	uint32_t max_nodes, node_hw, node_committed, unused;
