@@ -225,9 +225,10 @@ typedef struct zk_stats {
 	uint64_t overflow_bytes;
 	uint64_t arenas_created;   /* zkalloc arenas created */
 	uint64_t arenas_destroyed; /* unused (0): arenas live for good */
-	uint64_t hook_zeroed_bytes; /* every byte zkalloc cleared (jemalloc
-				       asked for zeroed memory on pages that
-				       held data) */
+	uint64_t hook_zeroed_bytes; /* every byte zkalloc made zero because
+				       jemalloc asked for zeroed memory
+				       (calloc, MALLOCX_ZERO) on pages that
+				       may hold data; see zeroed_memset_bytes */
 	size_t small_resident_bytes;   /* unused (0) */
 	uint64_t small_overflow_count; /* unused (0) */
 	/* Version 2. */
@@ -263,6 +264,11 @@ typedef struct zk_stats {
 	bool pool_degraded;	  /* a fork caught the pool mid-update in
 				     another thread: this process gets fresh
 				     pages only (no reuse) */
+	uint64_t zeroed_memset_bytes; /* of hook_zeroed_bytes, cleared with
+					 memset: the resident pages (the
+					 others were given back instead) */
+	uint64_t dalloc_refused; /* freed ranges jemalloc had to keep (a
+				    piece above them was still in use) */
 } zk_stats_t;
 
 /* Fill *out (up to out->size bytes). Returns 0, or EINVAL if out is NULL or

@@ -298,6 +298,8 @@ static const stat_entry_t stat_table[] = {
     STAT(commit_failures, T_U64),
     STAT(quarantined_bytes, T_SIZE),
     STAT(pool_degraded, T_BOOL),
+    STAT(zeroed_memset_bytes, T_U64),
+    STAT(dalloc_refused, T_U64),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

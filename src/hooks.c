@@ -8,10 +8,6 @@
 
 zk_hook_counters_t zk_hook_counters;
 
-/* jemalloc's default hooks (arena 0's), for memory outside the region.
- * Written once by zk_hooks_init, before any zkalloc arena exists. */
-static extent_hooks_t *dflt;
-
 #define COUNT(field, v)                                                        \
 	atomic_fetch_add_explicit(&zk_hook_counters.field.n, (v),              \
 				  memory_order_relaxed)
@@ -71,11 +67,26 @@ static bool looks_like_metadata(size_t size, size_t align, bool zero)
 	return align == huge && size % huge == 0 && zero;
 }
 
+/* Overflow: a mapping of its own, outside the region (fresh zero pages),
+ * unmapped when jemalloc frees it, as jemalloc's own default hooks do
+ * without opt.retain. */
+static void *overflow_map(size_t size, size_t align)
+{
+	void *p;
+	if (zk_os_reserve(size, align, &p) != 0)
+		return NULL;
+	if (zk_os_commit(p, size) != 0) {
+		zk_os_release(p, size);
+		return NULL;
+	}
+	return p;
+}
+
 static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 			size_t alignment, bool *zero, bool *commit,
 			unsigned arena_ind)
 {
-	(void)h;
+	(void)h, (void)arena_ind;
 	if (!*commit && new_addr == NULL) {
 		COUNT(grow_refused, 1);
 		return NULL;
@@ -87,19 +98,19 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 				looks_like_metadata(size, alignment, *zero),
 				&why);
 	if (p != NULL) {
-		if (z && !*zero)
-			COUNT(alloc_fresh, 1);
 		*zero = z;
 		*commit = true;
 		return p;
 	}
-	if (new_addr != NULL || why == ZK_POOL_NOPLACE || dflt->alloc == NULL)
+	if (new_addr != NULL || why == ZK_POOL_NOPLACE)
 		return NULL; /* in-place growth only: jemalloc moves it */
-	p = dflt->alloc(dflt, NULL, size, alignment, zero, commit, arena_ind);
+	p = overflow_map(size, alignment);
 	if (p != NULL) {
 		COUNT(overflow, 1);
 		COUNT(overflow_bytes, size);
 		warn_overflow(why, size);
+		*zero = true; /* fresh pages */
+		*commit = true;
 	}
 	return p;
 }
@@ -107,10 +118,9 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 static bool hook_dalloc(extent_hooks_t *h, void *addr, size_t size,
 			bool committed, unsigned arena_ind)
 {
-	(void)h;
+	(void)h, (void)committed, (void)arena_ind;
 	if (!zk_pool_owns(addr))
-		return dflt->dalloc == NULL ||
-		       dflt->dalloc(dflt, addr, size, committed, arena_ind);
+		return zk_os_release(addr, size) != 0;
 	COUNT(dalloc, 1);
 	return !zk_pool_free(addr, size);
 }
@@ -118,23 +128,17 @@ static bool hook_dalloc(extent_hooks_t *h, void *addr, size_t size,
 static void hook_destroy(extent_hooks_t *h, void *addr, size_t size,
 			 bool committed, unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr)) {
-		if (dflt->destroy != NULL)
-			dflt->destroy(dflt, addr, size, committed, arena_ind);
-		return;
-	}
-	zk_pool_free(addr, size);
+	(void)h, (void)committed, (void)arena_ind;
+	if (!zk_pool_owns(addr))
+		zk_os_release(addr, size);
+	else
+		zk_pool_free(addr, size);
 }
 
 static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 			size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr))
-		return dflt->commit == NULL ||
-		       dflt->commit(dflt, addr, size, offset, length,
-				    arena_ind);
+	(void)h, (void)size, (void)arena_ind;
 	/* Never decommitted (decommit is refused), so never reached; were it,
 	 * success promises zeroed memory. */
 	memset((char *)addr + offset, 0, length);
@@ -144,36 +148,28 @@ static bool hook_commit(extent_hooks_t *h, void *addr, size_t size,
 static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size,
 			  size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr))
-		return dflt->decommit == NULL ||
-		       dflt->decommit(dflt, addr, size, offset, length,
-				      arena_ind);
+	(void)h, (void)addr, (void)size, (void)offset, (void)length;
+	(void)arena_ind;
 	return true;
 }
 
 static bool hook_purge_lazy(extent_hooks_t *h, void *addr, size_t size,
 			    size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr))
-		return dflt->purge_lazy == NULL ||
-		       dflt->purge_lazy(dflt, addr, size, offset, length,
-					arena_ind);
+	(void)h, (void)addr, (void)size, (void)offset, (void)length;
+	(void)arena_ind;
 	return true;
 }
 
 static bool hook_purge_forced(extent_hooks_t *h, void *addr, size_t size,
 			      size_t offset, size_t length, unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr))
-		return dflt->purge_forced == NULL ||
-		       dflt->purge_forced(dflt, addr, size, offset, length,
-					  arena_ind);
+	(void)h, (void)size, (void)arena_ind;
 	/* A degraded pool (forked child) cannot take extents back: jemalloc
-	 * keeps them, and their pages go back to the kernel here. */
-	if (!atomic_load_explicit(&zk_pool.degraded, memory_order_relaxed))
+	 * keeps them, and their pages go back to the kernel here. Overflow
+	 * mappings are unmapped at dalloc and never reach this. */
+	if (zk_pool_owns(addr) &&
+	    !atomic_load_explicit(&zk_pool.degraded, memory_order_relaxed))
 		return true;
 	return zk_os_purge((char *)addr + offset, length) != 0;
 }
@@ -182,13 +178,11 @@ static bool hook_split(extent_hooks_t *h, void *addr, size_t size,
 		       size_t size_a, size_t size_b, bool committed,
 		       unsigned arena_ind)
 {
-	(void)h;
-	if (!zk_pool_owns(addr))
-		return dflt->split == NULL ||
-		       dflt->split(dflt, addr, size, size_a, size_b, committed,
-				   arena_ind);
+	(void)h, (void)size, (void)size_a, (void)size_b, (void)committed;
+	(void)arena_ind;
 	COUNT(split, 1);
-	zk_pool_note_split();
+	if (zk_pool_owns(addr))
+		zk_pool_note_split();
 	return false;
 }
 
@@ -197,15 +191,13 @@ static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a,
 		       unsigned arena_ind)
 {
 	(void)h;
+	(void)size_a, (void)size_b, (void)committed, (void)arena_ind;
 	bool in_a = zk_pool_owns(addr_a), in_b = zk_pool_owns(addr_b);
 	if (in_a != in_b)
 		return true; /* the region's edge */
-	if (!in_a)
-		return dflt->merge == NULL ||
-		       dflt->merge(dflt, addr_a, size_a, addr_b, size_b,
-				   committed, arena_ind);
 	COUNT(merge, 1);
-	zk_pool_note_merge();
+	if (in_a)
+		zk_pool_note_merge();
 	return false;
 }
 
@@ -220,18 +212,3 @@ extent_hooks_t zk_hooks = {
     .split = hook_split,
     .merge = hook_merge,
 };
-
-void zk_hooks_init(void)
-{
-	extent_hooks_t *d = NULL;
-	size_t len = sizeof(d);
-	if (je_mallctl("arena.0.extent_hooks", &d, &len, NULL, 0) != 0 ||
-	    d == NULL || d == &zk_hooks || d->alloc == NULL) {
-		/* Cannot happen with jemalloc 5.3; without defaults there is
-		 * no overflow: requests the pool refuses fail. */
-		static extent_hooks_t none;
-		d = &none;
-		none.alloc = NULL;
-	}
-	dflt = d;
-}

@@ -14,8 +14,8 @@
  *                pages); cleared only when jemalloc asks for zeroed memory
  *                and only the pages that held data. When the pool cannot
  *                serve it (region full, not reserved, a refused commit) it
- *                is passed to jemalloc's default hooks (mmap): overflow,
- *                counted, warned about once.
+ *                gets a mapping of its own outside the region (mmap):
+ *                overflow, counted, warned about once, unmapped at dalloc.
  *   dalloc       gives the extent back to the pool (resident, reusable by
  *                any arena at once). With decay 0 every freed extent comes
  *                here straight away.
@@ -29,9 +29,10 @@
  *                pages back and succeeds.
  *   split, merge succeed (merge refuses to join the region with memory
  *                outside it).
- * Extents outside the region (overflow) go to jemalloc's default hooks,
- * for every hook. The hooks run on any thread, with no jemalloc lock held
- * except around split/merge (which take no zkalloc lock).
+ * Extents outside the region are overflow mappings: unmapped at dalloc,
+ * given back by purge_forced. The hooks run on any thread, with no
+ * jemalloc lock held except around split/merge (which take no zkalloc
+ * lock).
  */
 #ifndef ZK_HOOKS_H
 #define ZK_HOOKS_H
@@ -44,9 +45,6 @@
 /* The one hook table every zkalloc arena is created with. */
 extern extent_hooks_t zk_hooks;
 
-/* Read jemalloc's default hooks (arena 0's) for overflow. zk_init. */
-void zk_hooks_init(void);
-
 /* Calls intercepted by the hooks, process-wide; for stats and tests. Each
  * counter has its own cache line: hooks run on every thread at once. */
 typedef struct zk_counter {
@@ -56,9 +54,8 @@ typedef struct zk_counter {
 typedef struct zk_hook_counters {
 	zk_counter_t alloc;	   /* exact requests */
 	zk_counter_t grow_refused; /* exp-grow requests refused */
-	zk_counter_t alloc_fresh;  /* requests served all from zero pages */
 	zk_counter_t dalloc;
-	zk_counter_t overflow;	     /* requests served by the default hooks */
+	zk_counter_t overflow;	     /* requests served by overflow mappings */
 	zk_counter_t overflow_bytes;
 	zk_counter_t split;
 	zk_counter_t merge;

@@ -269,7 +269,7 @@ void zk_options_load(uint64_t out[ZK_OPT__COUNT])
 	for (int i = 0; zk_opt_retired[i] != NULL; i++)
 		if (getenv(zk_opt_retired[i]) != NULL)
 			zk_os_warnf("zkalloc: warning: %s is no longer used "
-				    "(zkalloc 0.2 serves phases from one page "
+				    "(since 0.2 phases are served from one page "
 				    "pool; README.md, Options); ignored\n",
 				    zk_opt_retired[i]);
 }

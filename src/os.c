@@ -120,6 +120,13 @@ int zk_os_resident(const void *addr, size_t size, size_t *out)
 	return 0;
 }
 
+int zk_os_residency(const void *addr, size_t npages, unsigned char *vec)
+{
+	return mincore((void *)addr, npages * zk_os_page_size(), vec) == 0
+		   ? 0
+		   : errno;
+}
+
 int zk_os_advise_thp(void *addr, size_t size, bool huge)
 {
 	return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0

@@ -47,6 +47,10 @@ int zk_os_protect(void *addr, size_t size, bool access);
  * (mincore). Does not allocate. Returns 0 or the mincore errno. */
 int zk_os_resident(const void *addr, size_t size, size_t *out);
 
+/* Which pages of a page-aligned range of npages pages are resident now:
+ * vec[i] & 1 for page i (mincore). Returns 0 or the mincore errno. */
+int zk_os_residency(const void *addr, size_t npages, unsigned char *vec);
+
 /* Ask for (huge = true) or against transparent huge pages on a range. */
 int zk_os_advise_thp(void *addr, size_t size, bool huge);
 

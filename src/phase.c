@@ -6,7 +6,6 @@
 
 #include "arena.h"
 #include "check.h"
-#include "hooks.h"
 #include "os.h"
 #include "pool.h"
 #include "verbose.h"
@@ -83,7 +82,6 @@ static void init_once_fn(void)
 {
 	zk_options_load(zk_g.opt);
 	options_apply();
-	zk_hooks_init();
 	zk_check_init();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

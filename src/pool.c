@@ -53,11 +53,47 @@ uint64_t zk_bits_count(_Atomic uint64_t *bits, uint32_t s, uint32_t n)
 	return c;
 }
 
-/* Clear (memset) the dirty pages among [s, s + n), one call per run.
- * Returns the bytes cleared. The caller owns the range. */
-static size_t clear_dirty(uint32_t s, uint32_t n)
+/* Make pages [s, s + n) read as zero, touching only those that hold
+ * data: resident pages are cleared with memset (they stay resident, no
+ * fault later); the others (never written, or swapped out) are given back
+ * (MADV_DONTNEED: zero on the next touch, nothing faulted in now).
+ * Returns the bytes cleared by memset. */
+static size_t zero_run(uint32_t s, uint32_t n)
 {
-	size_t cleared = 0;
+	unsigned char vec[1024];
+	size_t memset_bytes = 0;
+	while (n > 0) {
+		uint32_t k = n < sizeof(vec) ? n : (uint32_t)sizeof(vec);
+		if (zk_os_residency(addr_of(s), k, vec) != 0)
+			memset(vec, 1, k); /* cannot tell: clear all */
+		uint32_t i = 0;
+		while (i < k) {
+			uint32_t j = i;
+			bool res = vec[i] & 1;
+			while (j < k && (bool)(vec[j] & 1) == res)
+				j++;
+			if (!res && zk_os_purge(addr_of(s + i),
+						bytes_of(j - i)) != 0) {
+				ADD(madvise_failures, 1);
+				res = true;
+			}
+			if (res) {
+				memset(addr_of(s + i), 0, bytes_of(j - i));
+				memset_bytes += bytes_of(j - i);
+			}
+			i = j;
+		}
+		s += k;
+		n -= k;
+	}
+	return memset_bytes;
+}
+
+/* Make the dirty pages among [s, s + n) read as zero (zero_run per run).
+ * The caller owns the range. Returns the bytes made zero. */
+static size_t clear_dirty(uint32_t s, uint32_t n, size_t *memset_bytes)
+{
+	size_t zeroed = 0;
 	uint64_t p = s, end = (uint64_t)s + n;
 	while (p < end) {
 		uint64_t w = atomic_load_explicit(&zk_book.dirty[p / 64],
@@ -71,14 +107,14 @@ static size_t clear_dirty(uint32_t s, uint32_t n)
 			unsigned len = run == ~(uint64_t)0 >> lo
 					   ? 64 - lo
 					   : (unsigned)__builtin_ctzll(~run);
-			memset(addr_of((uint32_t)(p - b + lo)), 0,
-			       bytes_of(len));
-			cleared += bytes_of(len);
+			*memset_bytes +=
+			    zero_run((uint32_t)(p - b + lo), len);
+			zeroed += bytes_of(len);
 			w &= ~mask(lo, len);
 		}
 		p += k;
 	}
-	return cleared;
+	return zeroed;
 }
 
 /* Stamp the 64-page groups of [s, s + n) with the current phase. */
@@ -315,15 +351,29 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 	return true;
 }
 
-static inline uint32_t align_up(uint32_t v, uint32_t a)
+/* Page v rounded up (down) to an address aligned to a pages: alignment is
+ * of the address, and the region's start is only 2 MiB aligned. The
+ * result may lie past the region (callers check). */
+static inline uint64_t base_page(void)
 {
-	return (uint32_t)(((uint64_t)v + a - 1) & ~((uint64_t)a - 1));
+	return (uintptr_t)zk_pool.base >> zk_pool.shift;
+}
+
+static inline uint64_t align_up(uint32_t v, uint32_t a)
+{
+	uint64_t b = base_page();
+	return ((b + v + a - 1) & ~((uint64_t)a - 1)) - b;
+}
+
+static inline uint64_t align_down(uint64_t v, uint32_t a)
+{
+	uint64_t b = base_page();
+	return ((b + v) & ~((uint64_t)a - 1)) - b;
 }
 
 static inline bool fits(const node_t *x, uint32_t n, uint32_t a)
 {
-	return (uint64_t)align_up(x->start, a) + n <=
-	       (uint64_t)x->start + x->len;
+	return align_up(x->start, a) + n <= (uint64_t)x->start + x->len;
 }
 
 /* Where in free node x a request of n pages aligned to a goes: at its
@@ -333,11 +383,11 @@ static inline bool fits(const node_t *x, uint32_t n, uint32_t a)
 static uint32_t place(const node_t *x, uint32_t n, uint32_t a)
 {
 	if (cls_of(x->len) > cls_of(n) + 4) {
-		uint32_t at = (x->start + x->len - n) & ~(a - 1);
-		if (at >= x->start)
-			return at;
+		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
+		if (at >= x->start && at <= (uint64_t)x->start + x->len - n)
+			return (uint32_t)at;
 	}
-	return align_up(x->start, a);
+	return (uint32_t)align_up(x->start, a); /* fits: inside x */
 }
 
 /* A free node that can hold n pages aligned to a: a few of the smallest
@@ -382,13 +432,33 @@ void zk_pool_unlock(void)
 	pthread_mutex_unlock(&zk_book.lock);
 }
 
-/* Fresh pages from the bump pointer at want (or anywhere, aligned to a).
- * Lock held. */
+/* Fresh pages from the bump pointer at want (or anywhere, aligned to a),
+ * starting in the free range that ends at the bump pointer if there is one
+ * (so the region's last pages are not left behind). Lock held. */
 static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
-				 uint32_t *out)
+				 bool degraded, uint32_t *out)
 {
-	uint32_t s = want != NIL ? want : align_up(zk_book.top, a);
-	if (s < zk_book.top || (uint64_t)s + n > zk_pool.pages)
+	uint32_t last = want == NIL && zk_book.top > 0 && !degraded
+			    ? free_ending_at(zk_book.top - 1)
+			    : NIL;
+	if (last != NIL) {
+		uint64_t s = align_up(zk_book.nodes[last].start, a);
+		if (s + n <= zk_pool.pages && s < zk_book.top) {
+			if (commit_to(s + n) != 0)
+				return ZK_POOL_COMMIT;
+			uint32_t rest;
+			zk_carve(last, (uint32_t)s, zk_book.top - (uint32_t)s,
+				 &rest);
+			zk_book.top = (uint32_t)(s + n);
+			atomic_store_explicit(&zk_pool.top_bytes,
+					      bytes_of(zk_book.top),
+					      memory_order_relaxed);
+			*out = (uint32_t)s;
+			return ZK_POOL_OK;
+		}
+	}
+	uint64_t s = want != NIL ? want : align_up(zk_book.top, a);
+	if (s < zk_book.top || s + n > zk_pool.pages)
 		return want != NIL ? ZK_POOL_NOPLACE : ZK_POOL_FULL;
 	if (commit_to(s + n) != 0)
 		return ZK_POOL_COMMIT;
@@ -451,7 +521,7 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 				s = at;
 		}
 		if (s == NIL)
-			fail = take_fresh(want, n, a, &s);
+			fail = take_fresh(want, n, a, degraded, &s);
 	}
 	if (s != NIL) {
 		zk_bits_set(zk_book.used, s, n, true);
@@ -465,13 +535,15 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		return NULL;
 	}
 	/* The range is the caller's now: its dirty bits with it. */
-	if (*zero) {
-		size_t c = clear_dirty(s, n);
-		if (c != 0)
-			ADD(cleared_bytes, c);
-	} else {
-		*zero = zk_bits_count(zk_book.dirty, s, n) == 0;
+	bool fresh = zk_bits_count(zk_book.dirty, s, n) == 0;
+	if (fresh) {
+		ADD(fresh_allocs, 1);
+	} else if (*zero) {
+		size_t ms = 0;
+		ADD(cleared_bytes, clear_dirty(s, n, &ms));
+		ADD(memset_bytes, ms);
 	}
+	*zero = *zero || fresh;
 	zk_bits_set(zk_book.dirty, s, n, true); /* jemalloc may write any of it */
 	ADD(live_bytes, size);
 	ADD(live_extents, 1);

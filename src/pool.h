@@ -43,7 +43,9 @@ typedef enum zk_pool_fail {
 
 /* Counters: relaxed atomics, each on its own cache line where hot. */
 typedef struct zk_pool_stats {
-	_Alignas(64) _Atomic uint64_t cleared_bytes; /* cleared for *zero */
+	_Alignas(64) _Atomic uint64_t cleared_bytes; /* made zero for *zero */
+	_Atomic uint64_t memset_bytes; /* of which by memset (resident) */
+	_Atomic uint64_t fresh_allocs;	/* ranges with no page that held data */
 	_Alignas(64) _Atomic uint64_t live_bytes;    /* handed to jemalloc */
 	_Atomic uint64_t live_extents;
 	_Alignas(64) _Atomic uint64_t meta_bytes; /* of which arena metadata */
@@ -95,7 +97,8 @@ static inline bool zk_pool_owns(const void *p)
 /* A range of size bytes (a multiple of the page) aligned to align (a power
  * of two, at least a page) at new_addr (exactly there) or anywhere. *zero
  * in: the caller needs zeroed memory (then the range's dirty pages are
- * cleared and counted); out: the range reads as zero. meta: jemalloc arena
+ * made zero and counted: resident ones cleared, the others given back);
+ * out: the range reads as zero. meta: jemalloc arena
  * metadata (counted apart). NULL with *why set when the pool cannot. */
 void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		    bool meta, zk_pool_fail_t *why);

@@ -46,6 +46,8 @@ static void counters(zk_stats_t *s)
 	s->commit_failures = LOAD(ps->commit_failures);
 	s->quarantined_bytes = LOAD(ps->quarantined_bytes);
 	s->pool_degraded = LOAD(zk_pool.degraded);
+	s->zeroed_memset_bytes = LOAD(ps->memset_bytes);
+	s->dalloc_refused = LOAD(ps->dalloc_refused);
 }
 
 void zk_stats_read(zk_stats_t *s, bool with_scan)
