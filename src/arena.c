@@ -8,6 +8,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -75,10 +76,21 @@ static bool slot_arena(unsigned s, unsigned *ind)
 		*ind = slots[s].ind;
 		return true;
 	}
+	/* Another thread is making it (outside any lock; it holds none of
+	 * ours and none of jemalloc's that this thread holds): wait for it.
+	 * A forked child resets the state (zk_arena_fork_child). */
+	while (st == A_CREATING) {
+		sched_yield();
+		st = atomic_load_explicit(&slots[s].state,
+					  memory_order_acquire);
+	}
+	if (st == A_READY) {
+		*ind = slots[s].ind;
+		return true;
+	}
 	uint64_t epoch = atomic_load_explicit(&zk_g.epoch, memory_order_relaxed);
-	if (st == A_CREATING ||
-	    (st == A_FAILED && slots[s].failed_epoch == epoch))
-		return false; /* not now: plain jemalloc this time */
+	if (st == A_FAILED && slots[s].failed_epoch == epoch)
+		return false; /* not in this phase: plain jemalloc */
 	if (!atomic_compare_exchange_strong_explicit(
 		&slots[s].state, &st, A_CREATING, memory_order_acq_rel,
 		memory_order_acquire))
@@ -146,6 +158,9 @@ static bool bind(void)
 	zk_tls.orig = old;
 	zk_tls.bound = true;
 	atomic_fetch_add_explicit(&zk_binds, 1, memory_order_relaxed);
+	/* Blocks the thread cache holds stay in their arenas: without a
+	 * flush, small requests would be served from them for a while. */
+	je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	return true;
 }
 
@@ -159,6 +174,7 @@ static void unbind(void)
 			  "back only at phase begins)\n",
 			  old);
 	zk_tls.bound = false;
+	je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 }
 
 void zk_thread_sync(void)

@@ -76,6 +76,7 @@ static void options_apply(void)
 		percpu = "disabled";
 	zk_g.bind = min == 0 && strcmp(percpu, "disabled") == 0;
 	zk_g.explicit_min = min != 0 ? min : tcache_max + 1;
+	zk_g.tcache_max = tcache_max;
 }
 
 static void init_once_fn(void)
@@ -123,10 +124,12 @@ static void reserve_region(void)
 	size_t want = (size_t)zk_g.opt[ZK_OPT_REGION], size = want;
 	size_t room = zk_os_as_headroom();
 	if (room != SIZE_MAX) {
-		/* Half the headroom, less the bookkeeping's share. */
-		size_t half = room / 2 / 1024 * 1021;
-		if (half < size)
-			size = half & ~((size_t)(2 * MiB) - 1);
+		/* Region and bookkeeping (and the 2 MiB the aligned mapping
+		 * asks for on the way) in half of what is left. */
+		size_t half = room / 2;
+		while (size >= 64 * MiB &&
+		       zk_pool_footprint(size) + 2 * MiB > half)
+			size = (size - size / 16) & ~((size_t)(2 * MiB) - 1);
 		if (size < 64 * MiB) {
 			zk_os_warnf("zkalloc: warning: cannot reserve the phase "
 				    "region: RLIMIT_AS leaves %zu bytes of "
@@ -138,8 +141,10 @@ static void reserve_region(void)
 		}
 		if (size < want)
 			zk_os_warnf("zkalloc: note: RLIMIT_AS: the phase region is "
-				    "%zu MiB (asked: %zu MiB)\n",
-				    size / MiB, want / MiB);
+				    "%zu MiB (asked: %zu MiB), %zu MiB with its "
+				    "bookkeeping\n",
+				    size / MiB, want / MiB,
+				    zk_pool_footprint(size) / MiB);
 	}
 	int err = zk_pool_init(size, zk_g.opt[ZK_OPT_THP] == ZK_THP_ALWAYS,
 			       zk_check_on);

@@ -34,6 +34,7 @@ typedef struct zk_global {
 	 * first phase); constant afterwards. */
 	bool bind;	    /* threads are bound to their arena in phases */
 	size_t explicit_min; /* explicit routing: the smallest phase request */
+	size_t tcache_max;   /* jemalloc's arenas.tcache_max */
 	int reserve;	    /* ZK_RESERVE_*, under .lock */
 	bool beginning;	    /* a zk_begin_phase is between its locks */
 	pthread_mutex_t lock;

@@ -434,11 +434,12 @@ void zk_pool_unlock(void)
 
 /* Fresh pages from the bump pointer at want (or anywhere, aligned to a),
  * starting in the free range that ends at the bump pointer if there is one
- * (so the region's last pages are not left behind). Lock held. */
+ * (so the region's last pages are not left behind) unless fresh_only.
+ * Lock held. */
 static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
-				 bool degraded, uint32_t *out)
+				 bool fresh_only, uint32_t *out)
 {
-	uint32_t last = want == NIL && zk_book.top > 0 && !degraded
+	uint32_t last = want == NIL && zk_book.top > 0 && !fresh_only
 			    ? free_ending_at(zk_book.top - 1)
 			    : NIL;
 	if (last != NIL) {
@@ -514,14 +515,17 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		else
 			s = want;
 	} else {
-		uint32_t i = degraded || want != NIL ? NIL : find_fit(n, a);
+		/* Arena metadata is small and never freed: from fresh pages,
+		 * so it never splits a range a large block will want back. */
+		uint32_t i = degraded || meta || want != NIL ? NIL
+							       : find_fit(n, a);
 		if (i != NIL) {
 			uint32_t at = place(&zk_book.nodes[i], n, a);
 			if (zk_carve(i, at, n, &rest))
 				s = at;
 		}
 		if (s == NIL)
-			fail = take_fresh(want, n, a, degraded, &s);
+			fail = take_fresh(want, n, a, degraded || meta, &s);
 	}
 	if (s != NIL) {
 		zk_bits_set(zk_book.used, s, n, true);
@@ -612,6 +616,40 @@ bool zk_pool_free(void *addr, size_t size)
 
 /* -------------------------------------------------- setup, stats */
 
+/* The bookkeeping's layout for a region of pages pages. */
+typedef struct layout {
+	size_t map, dirty, used, first, age, nodes, total;
+	uint32_t max_nodes;
+} layout_t;
+
+static layout_t layout_of(uint64_t pages)
+{
+	size_t pg = zk_os_page_size();
+#define ROUND(x) (((x) + pg - 1) & ~(pg - 1))
+	uint64_t words = (pages + 63) / 64;
+	layout_t l;
+	/* Free ranges are at most half the pages (a used page between two);
+	 * past 4 M ranges the table is full and frees are refused (the
+	 * arena keeps those extents). */
+	l.max_nodes = pages / 2 + 2 < (1u << 22) ? (uint32_t)(pages / 2 + 2)
+						 : (1u << 22);
+	l.map = 0;
+	l.dirty = l.map + ROUND(pages * 4);
+	l.used = l.dirty + ROUND(words * 8);
+	l.first = l.used + ROUND(words * 8);
+	l.age = l.first + ROUND(words * 8);
+	l.nodes = l.age + ROUND(words * 4);
+	l.total = l.nodes + ROUND((size_t)l.max_nodes * sizeof(node_t));
+#undef ROUND
+	return l;
+}
+
+size_t zk_pool_footprint(size_t bytes)
+{
+	uint64_t pages = bytes / zk_os_page_size();
+	return (size_t)(pages * zk_os_page_size()) + layout_of(pages).total;
+}
+
 int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 {
 	unsigned shift = (unsigned)__builtin_ctzll(zk_os_page_size());
@@ -620,20 +658,8 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 		pages = UINT32_MAX - 1;
 	if (pages < 64)
 		return EINVAL;
-	uint64_t words = (pages + 63) / 64;
-	uint32_t max_nodes = pages / 2 + 2 < (1u << 22)
-				 ? (uint32_t)(pages / 2 + 2)
-				 : (1u << 22);
-	size_t pg = zk_os_page_size();
-#define ROUND(x) (((x) + pg - 1) & ~(pg - 1))
-	size_t off_map = 0;
-	size_t off_dirty = off_map + ROUND(pages * 4);
-	size_t off_used = off_dirty + ROUND(words * 8);
-	size_t off_first = off_used + ROUND(words * 8);
-	size_t off_age = off_first + ROUND(words * 8);
-	size_t off_nodes = off_age + ROUND(words * 4);
-	size_t meta_len = off_nodes + ROUND((size_t)max_nodes * sizeof(node_t));
-#undef ROUND
+	layout_t l = layout_of(pages);
+	size_t pg = zk_os_page_size(), meta_len = l.total;
 	void *region, *meta;
 	size_t len = (size_t)pages << shift;
 	int err = zk_os_reserve(len, (size_t)2 << 20, &region);
@@ -645,13 +671,13 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	}
 	(void)zk_os_advise_thp(region, len, thp); /* a preference */
 	zk_book.meta = meta;
-	zk_book.map = (uint32_t *)((char *)meta + off_map);
-	zk_book.dirty = (_Atomic uint64_t *)((char *)meta + off_dirty);
-	zk_book.used = (_Atomic uint64_t *)((char *)meta + off_used);
-	zk_book.first = (_Atomic uint64_t *)((char *)meta + off_first);
-	zk_book.age = (_Atomic uint32_t *)((char *)meta + off_age);
-	zk_book.nodes = (node_t *)((char *)meta + off_nodes);
-	zk_book.max_nodes = max_nodes;
+	zk_book.map = (uint32_t *)((char *)meta + l.map);
+	zk_book.dirty = (_Atomic uint64_t *)((char *)meta + l.dirty);
+	zk_book.used = (_Atomic uint64_t *)((char *)meta + l.used);
+	zk_book.first = (_Atomic uint64_t *)((char *)meta + l.first);
+	zk_book.age = (_Atomic uint32_t *)((char *)meta + l.age);
+	zk_book.nodes = (node_t *)((char *)meta + l.nodes);
+	zk_book.max_nodes = l.max_nodes;
 	zk_book.unused = zk_book.q_head = zk_book.q_tail = NIL;
 	for (unsigned c = 0; c < NCLASS; c++)
 		zk_book.head[c] = zk_book.tail[c] = NIL;

@@ -85,6 +85,9 @@ extern zk_pool_t zk_pool __attribute__((visibility("hidden")));
  * nothing is reserved). Call once, before any other zk_pool_* call. */
 int zk_pool_init(size_t bytes, bool thp, bool quarantine);
 
+/* Address space a region of bytes takes with its bookkeeping. */
+size_t zk_pool_footprint(size_t bytes);
+
 /* True iff p lies in the region (lock-free; ~1 ns). */
 static inline bool zk_pool_owns(const void *p)
 {

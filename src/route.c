@@ -61,6 +61,17 @@ static inline void *nomem(void *p)
 	return p;
 }
 
+/* Explicit routing: the flags of this thread's arena. A size the thread
+ * cache holds (ZK_ALLOC_MIN_BYTES lowered to arenas.tcache_max or below)
+ * bypasses it: the cache would hand back a block of any arena. */
+static int explicit_flags(size_t size)
+{
+	int af = zk_thread_arena_flags();
+	if (af != 0 && size <= zk_g.tcache_max)
+		af |= MALLOCX_TCACHE_NONE;
+	return af;
+}
+
 /* size > 0. */
 static void *alloc_slow(size_t size, int flags)
 {
@@ -68,7 +79,7 @@ static void *alloc_slow(size_t size, int flags)
 	if (!in_step() && (flags & FLAG_ARENA_MASK) == 0 &&
 	    size >= zk_g.explicit_min) {
 		/* In a phase, not bound: explicit routing by size. */
-		int af = zk_thread_arena_flags();
+		int af = explicit_flags(size);
 		if (af != 0) {
 			void *p = je_mallocx(size, flags | af);
 			if (likely(p != NULL))
@@ -159,7 +170,7 @@ void *zk_rallocx(void *p, size_t size, int flags)
 	if (!in_step() && size >= zk_g.explicit_min) {
 		/* Explicit routing: where the block goes if it must move is
 		 * decided by its new size, as for a new block. */
-		int af = zk_thread_arena_flags();
+		int af = explicit_flags(size);
 		if (af != 0) {
 			void *q = je_rallocx(p, size, flags | af);
 			if (likely(q != NULL))
