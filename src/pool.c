@@ -136,7 +136,7 @@ void zk_pool_set_epoch(uint32_t epoch)
 /* ------------------------------------------------------ commit */
 
 /* Make [lo, hi) of a reservation writable, rounded out to OS pages. */
-static int commit_bytes(char *lo, char *hi)
+int zk_pool_commit_bytes(char *lo, char *hi)
 {
 	size_t pg = zk_os_page_size();
 	uintptr_t a = (uintptr_t)lo & ~(uintptr_t)(pg - 1);
@@ -159,20 +159,20 @@ static int commit_to(uint32_t end)
 	if (to > zk_pool.pages)
 		to = zk_pool.pages;
 	uint32_t c0 = zk_book.committed, c1 = (uint32_t)to;
-	int err = commit_bytes(addr_of(c0), addr_of(c1));
+	int err = zk_pool_commit_bytes(addr_of(c0), addr_of(c1));
 	if (err == 0)
-		err = commit_bytes((char *)(zk_book.map + c0), (char *)(zk_book.map + c1));
+		err = zk_pool_commit_bytes((char *)(zk_book.map + c0), (char *)(zk_book.map + c1));
 	if (err == 0)
-		err = commit_bytes((char *)(zk_book.dirty + c0 / 64),
+		err = zk_pool_commit_bytes((char *)(zk_book.dirty + c0 / 64),
 				   (char *)(zk_book.dirty + (c1 + 63) / 64));
 	if (err == 0)
-		err = commit_bytes((char *)(zk_book.used + c0 / 64),
+		err = zk_pool_commit_bytes((char *)(zk_book.used + c0 / 64),
 				   (char *)(zk_book.used + (c1 + 63) / 64));
 	if (err == 0)
-		err = commit_bytes((char *)(zk_book.first + c0 / 64),
+		err = zk_pool_commit_bytes((char *)(zk_book.first + c0 / 64),
 				   (char *)(zk_book.first + (c1 + 63) / 64));
 	if (err == 0)
-		err = commit_bytes((char *)(zk_book.age + (c0 >> GROUP_SHIFT)),
+		err = zk_pool_commit_bytes((char *)(zk_book.age + (c0 >> GROUP_SHIFT)),
 				   (char *)(zk_book.age + ((c1 + 63) >> GROUP_SHIFT)));
 	if (err != 0)
 		return err;
@@ -180,234 +180,6 @@ static int commit_to(uint32_t end)
 	atomic_store_explicit(&zk_pool.committed_bytes, bytes_of(c1),
 			      memory_order_relaxed);
 	return 0;
-}
-
-/* ------------------------------------------------- nodes and lists */
-
-static inline unsigned cls_of(uint32_t n)
-{
-	if (n < 4)
-		return n - 1;
-	unsigned lg = 31u - (unsigned)__builtin_clz(n);
-	return 3 + (lg - 2) * 4 + ((n >> (lg - 2)) & 3);
-}
-
-uint32_t zk_node_new(void)
-{
-	uint32_t i = zk_book.unused;
-	if (i != NIL) {
-		zk_book.unused = zk_book.nodes[i].next;
-		return i;
-	}
-	if (zk_book.node_hw == zk_book.max_nodes)
-		return NIL;
-	if (zk_book.node_hw == zk_book.node_committed) {
-		uint32_t to = zk_book.node_committed + NODE_STEP;
-		if (to > zk_book.max_nodes)
-			to = zk_book.max_nodes;
-		if (commit_bytes((char *)(zk_book.nodes + zk_book.node_committed),
-				 (char *)(zk_book.nodes + to)) != 0)
-			return NIL;
-		zk_book.node_committed = to;
-	}
-	return zk_book.node_hw++;
-}
-
-void zk_node_release(uint32_t i)
-{
-	zk_book.nodes[i].state = NODE_UNUSED;
-	zk_book.nodes[i].next = zk_book.unused;
-	zk_book.unused = i;
-}
-
-/* Put free node i (start, len set) in its class list and the map. */
-static void list_insert(uint32_t i, bool hot)
-{
-	node_t *x = &zk_book.nodes[i];
-	unsigned c = cls_of(x->len);
-	x->cls = (uint8_t)c;
-	x->state = NODE_FREE;
-	x->prev = x->next = NIL;
-	if (zk_book.head[c] == NIL) {
-		zk_book.head[c] = zk_book.tail[c] = i;
-		zk_book.nonempty[c / 64] |= (uint64_t)1 << (c % 64);
-	} else if (hot) {
-		x->next = zk_book.head[c];
-		zk_book.nodes[zk_book.head[c]].prev = i;
-		zk_book.head[c] = i;
-	} else {
-		x->prev = zk_book.tail[c];
-		zk_book.nodes[zk_book.tail[c]].next = i;
-		zk_book.tail[c] = i;
-	}
-	zk_book.map[x->start] = i + 1;
-	zk_book.map[x->start + x->len - 1] = i + 1;
-	atomic_fetch_add_explicit(&zk_pool.free_bytes, bytes_of(x->len),
-				  memory_order_relaxed);
-}
-
-static void list_remove(uint32_t i)
-{
-	node_t *x = &zk_book.nodes[i];
-	unsigned c = x->cls;
-	if (x->prev != NIL)
-		zk_book.nodes[x->prev].next = x->next;
-	else
-		zk_book.head[c] = x->next;
-	if (x->next != NIL)
-		zk_book.nodes[x->next].prev = x->prev;
-	else
-		zk_book.tail[c] = x->prev;
-	if (zk_book.head[c] == NIL)
-		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
-	if (zk_book.map[x->start] == i + 1)
-		zk_book.map[x->start] = 0;
-	if (zk_book.map[x->start + x->len - 1] == i + 1)
-		zk_book.map[x->start + x->len - 1] = 0;
-	x->state = NODE_UNUSED;
-	atomic_fetch_sub_explicit(&zk_pool.free_bytes, bytes_of(x->len),
-				  memory_order_relaxed);
-}
-
-/* The free node whose range ends at page e (or starts at page s). */
-static uint32_t free_ending_at(uint32_t e)
-{
-	uint32_t i = zk_book.map[e];
-	if (i == 0)
-		return NIL;
-	node_t *x = &zk_book.nodes[i - 1];
-	return x->state == NODE_FREE && x->start + x->len - 1 == e ? i - 1
-								    : NIL;
-}
-
-static uint32_t free_starting_at(uint32_t s)
-{
-	uint32_t i = zk_book.map[s];
-	if (i == 0)
-		return NIL;
-	node_t *x = &zk_book.nodes[i - 1];
-	return x->state == NODE_FREE && x->start == s ? i - 1 : NIL;
-}
-
-/* Make [s, s + n) free, merged with its free neighbours. hot: at the head
- * of its class list (just freed, resident), else the tail. Returns false
- * if the range table is full. Lock held. */
-bool zk_insert_free(uint32_t s, uint32_t n, bool hot)
-{
-	uint32_t keep = NIL;
-	uint32_t l = s > 0 ? free_ending_at(s - 1) : NIL;
-	if (l != NIL) {
-		list_remove(l);
-		s = zk_book.nodes[l].start;
-		n += zk_book.nodes[l].len;
-		keep = l;
-	}
-	uint32_t r = s + n < zk_book.top ? free_starting_at(s + n) : NIL;
-	if (r != NIL) {
-		list_remove(r);
-		n += zk_book.nodes[r].len;
-		if (keep == NIL)
-			keep = r;
-		else
-			zk_node_release(r);
-	}
-	if (keep == NIL && (keep = zk_node_new()) == NIL)
-		return false;
-	zk_book.nodes[keep].start = s;
-	zk_book.nodes[keep].len = n;
-	list_insert(keep, hot);
-	return true;
-}
-
-/* Take [s, s + n) out of free node i, which holds it; the pieces before
- * and after stay free, at the head of their class lists (hot: they are
- * as resident as the range was). *trail_out: the node of the piece after,
- * or NIL. Returns false (nothing changed) if a piece needs a node and the
- * table is full. Lock held. */
-bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
-{
-	node_t *x = &zk_book.nodes[i];
-	uint32_t ns = x->start, ne = x->start + x->len;
-	bool lead = s > ns, trail = s + n < ne;
-	uint32_t j = NIL;
-	if (lead && trail && (j = zk_node_new()) == NIL)
-		return false;
-	list_remove(i);
-	*trail_out = NIL;
-	if (lead) {
-		x->start = ns;
-		x->len = s - ns;
-		list_insert(i, true);
-	}
-	if (trail) {
-		uint32_t t = lead ? j : i;
-		zk_book.nodes[t].start = s + n;
-		zk_book.nodes[t].len = ne - (s + n);
-		list_insert(t, true);
-		*trail_out = t;
-	}
-	if (!lead && !trail)
-		zk_node_release(i);
-	return true;
-}
-
-/* Page v rounded up (down) to an address aligned to a pages: alignment is
- * of the address, and the region's start is only 2 MiB aligned. The
- * result may lie past the region (callers check). */
-static inline uint64_t base_page(void)
-{
-	return (uintptr_t)zk_pool.base >> zk_pool.shift;
-}
-
-static inline uint64_t align_up(uint32_t v, uint32_t a)
-{
-	uint64_t b = base_page();
-	return ((b + v + a - 1) & ~((uint64_t)a - 1)) - b;
-}
-
-static inline uint64_t align_down(uint64_t v, uint32_t a)
-{
-	uint64_t b = base_page();
-	return ((b + v) & ~((uint64_t)a - 1)) - b;
-}
-
-static inline bool fits(const node_t *x, uint32_t n, uint32_t a)
-{
-	return align_up(x->start, a) + n <= (uint64_t)x->start + x->len;
-}
-
-/* Where in free node x a request of n pages aligned to a goes: at its
- * start, unless x is far larger (a range the request's own size classes
- * could not supply): then at its end, so that what stays free is one
- * range at the same start, whole for the large request that freed it. */
-static uint32_t place(const node_t *x, uint32_t n, uint32_t a)
-{
-	if (cls_of(x->len) > cls_of(n) + 4) {
-		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
-		if (at >= x->start && at <= (uint64_t)x->start + x->len - n)
-			return (uint32_t)at;
-	}
-	return (uint32_t)align_up(x->start, a); /* fits: inside x */
-}
-
-/* A free node that can hold n pages aligned to a: a few of the smallest
- * class that may fit (newest first), then the first class above it. */
-static uint32_t find_fit(uint32_t n, uint32_t a)
-{
-	for (unsigned c = cls_of(n); c < NCLASS; c++) {
-		uint64_t w = zk_book.nonempty[c / 64] >> (c % 64);
-		if (w == 0) {
-			c = (c / 64 + 1) * 64 - 1; /* next word */
-			continue;
-		}
-		c += (unsigned)__builtin_ctzll(w);
-		unsigned scanned = 0;
-		for (uint32_t i = zk_book.head[c]; i != NIL && scanned < SCAN_LIMIT;
-		     i = zk_book.nodes[i].next, scanned++)
-			if (fits(&zk_book.nodes[i], n, a))
-				return i;
-	}
-	return NIL;
 }
 
 /* ------------------------------------------------------- alloc/free */
@@ -440,7 +212,7 @@ static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
 				 bool fresh_only, uint32_t *out)
 {
 	uint32_t last = want == NIL && zk_book.top > 0 && !fresh_only
-			    ? free_ending_at(zk_book.top - 1)
+			    ? zk_free_ending_at(zk_book.top - 1)
 			    : NIL;
 	if (last != NIL) {
 		uint64_t s = align_up(zk_book.nodes[last].start, a);
@@ -507,7 +279,7 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 					     memory_order_relaxed);
 	uint32_t rest;
 	if (want != NIL && want < zk_book.top) {
-		uint32_t i = degraded ? NIL : free_starting_at(want);
+		uint32_t i = degraded ? NIL : zk_free_starting_at(want);
 		if (i == NIL || zk_book.nodes[i].len < n)
 			fail = ZK_POOL_NOPLACE;
 		else if (!zk_carve(i, want, n, &rest))
@@ -518,9 +290,9 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		/* Arena metadata is small and never freed: from fresh pages,
 		 * so it never splits a range a large block will want back. */
 		uint32_t i = degraded || meta || want != NIL ? NIL
-							       : find_fit(n, a);
+							       : zk_find_fit(n, a);
 		if (i != NIL) {
-			uint32_t at = place(&zk_book.nodes[i], n, a);
+			uint32_t at = zk_place(&zk_book.nodes[i], n, a);
 			if (zk_carve(i, at, n, &rest))
 				s = at;
 		}
@@ -669,7 +441,9 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 		zk_os_release(region, len);
 		return err;
 	}
-	(void)zk_os_advise_thp(region, len, thp); /* a preference */
+	/* A preference: a kernel without THP refuses it (counted). */
+	if (zk_os_advise_thp(region, len, thp) != 0)
+		ADD(madvise_failures, 1);
 	zk_book.meta = meta;
 	zk_book.map = (uint32_t *)((char *)meta + l.map);
 	zk_book.dirty = (_Atomic uint64_t *)((char *)meta + l.dirty);

@@ -1,7 +1,8 @@
 /*
- * The page pool's bookkeeping, shared by pool.c (ranges, alloc, free) and
- * decay.c (giving pages back; checked mode's quarantine). Not part of the
- * core's interface: everything else uses pool.h.
+ * The page pool's bookkeeping, shared by pool.c (alloc, free, pages),
+ * ranges.c (the free-range table) and decay.c (giving pages back; checked
+ * mode's quarantine). Not part of the core's interface: everything else
+ * uses pool.h.
  */
 #ifndef ZK_POOL_IMPL_H
 #define ZK_POOL_IMPL_H
@@ -84,20 +85,54 @@ static inline char *addr_of(uint32_t page)
 	return zk_pool.base + bytes_of(page);
 }
 
-/* Page bits (zk_book.dirty, zk_book.used): set or clear [s, s + n); count set bits. */
+/* Page v rounded up (down) to an address aligned to a pages: alignment is
+ * of the address, and the region's start is only 2 MiB aligned. The
+ * result may lie past the region (callers check). */
+static inline uint64_t base_page(void)
+{
+	return (uintptr_t)zk_pool.base >> zk_pool.shift;
+}
+
+static inline uint64_t align_up(uint32_t v, uint32_t a)
+{
+	uint64_t b = base_page();
+	return ((b + v + a - 1) & ~((uint64_t)a - 1)) - b;
+}
+
+static inline uint64_t align_down(uint64_t v, uint32_t a)
+{
+	uint64_t b = base_page();
+	return ((b + v) & ~((uint64_t)a - 1)) - b;
+}
+
+/* Page bits (zk_book.dirty, used, first): set or clear [s, s + n); count
+ * the set bits. */
 void zk_bits_set(_Atomic uint64_t *bits, uint32_t s, uint32_t n, bool on);
 uint64_t zk_bits_count(_Atomic uint64_t *bits, uint32_t s, uint32_t n);
 
 /* Stamp the 64-page groups of [s, s + n) with the current phase. */
 void zk_pool_stamp(uint32_t s, uint32_t n);
 
-/* zk_book.lock, with the test hook; and the range table (pool.c), lock held. */
+/* zk_book.lock, with the test hook (pool.c). */
 void zk_pool_lock(void);
 void zk_pool_unlock(void);
+
+/* Make [lo, hi) of a reservation writable, rounded out to OS pages;
+ * counts a refusal (pool.c). */
+int zk_pool_commit_bytes(char *lo, char *hi);
+
+/* The range table (ranges.c), lock held: a node, given back; make a range
+ * free (merged with free neighbours); take a range out of the free node
+ * that holds it; the free node ending (starting) at a page; where a
+ * request goes in a node; the node a request fits best. */
 uint32_t zk_node_new(void);
 void zk_node_release(uint32_t i);
 bool zk_insert_free(uint32_t s, uint32_t n, bool hot);
 bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out);
+uint32_t zk_free_ending_at(uint32_t e);
+uint32_t zk_free_starting_at(uint32_t s);
+uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a);
+uint32_t zk_find_fit(uint32_t n, uint32_t a);
 
 /* decay.c, called by pool.c: checked mode's free, and a forked child's
  * return of the ranges the decay had taken out (lock held). */
