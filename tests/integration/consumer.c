@@ -19,8 +19,7 @@ int main(int argc, char **argv)
 	size_t n = (size_t)8 << 20;
 	char *p = dropin ? malloc(n) : zk_malloc(n);
 	if (p == NULL || !zk_owns(p)) {
-		fprintf(stderr, "consumer: %p is not pool memory\n",
-			(void *)p);
+		fprintf(stderr, "consumer: %p is not pool memory\n", (void *)p);
 		return 1;
 	}
 	memset(p, 1, n);

@@ -229,7 +229,8 @@ static int run_oversize(void)
 	if (tib != NULL) {
 		CHECK(((uintptr_t)tib & (((uintptr_t)1 << 40) - 1)) == 0,
 		      "1 TiB alignment: %p", (void *)tib);
-		CHECK(!zk_owns(tib), "a 1 TiB-aligned block in a 64 MiB region");
+		CHECK(!zk_owns(tib),
+		      "a 1 TiB-aligned block in a 64 MiB region");
 		memset(tib, 1, 4096);
 		zk_free(tib);
 	}
@@ -239,8 +240,8 @@ static int run_oversize(void)
 	/* Now fill the region for real: 8 MiB blocks until one overflows. */
 	void *blocks[16] = {0};
 	int n = 0;
-	while (n < 16 && stats().overflow_count == s1.overflow_count +
-						       (tib != NULL)) {
+	while (n < 16 &&
+	       stats().overflow_count == s1.overflow_count + (tib != NULL)) {
 		blocks[n] = zk_malloc(8 * MiB);
 		CHECK(blocks[n] != NULL, "block %d", n);
 		if (blocks[n] == NULL)

@@ -76,12 +76,26 @@ static void flags_free(void *p)
 
 int main(int argc, char **argv)
 {
-	static const lc_ops api = {zk_malloc, zk_realloc, zk_free,  aligned64,
-				   zk_free,   owns,	  expect_api, stat_u64};
-	static const lc_ops flags = {flags_make,	 flags_grow,
-				     flags_free,	 flags_make_aligned,
-				     flags_free,	 owns,
-				     expect_flags,	 stat_u64};
+	static const lc_ops api = {
+	    .make = zk_malloc,
+	    .grow = zk_realloc,
+	    .drop = zk_free,
+	    .make_b = aligned64,
+	    .drop_b = zk_free,
+	    .owns = owns,
+	    .expect = expect_api,
+	    .stat = stat_u64,
+	};
+	static const lc_ops flags = {
+	    .make = flags_make,
+	    .grow = flags_grow,
+	    .drop = flags_free,
+	    .make_b = flags_make_aligned,
+	    .drop_b = flags_free,
+	    .owns = owns,
+	    .expect = expect_flags,
+	    .stat = stat_u64,
+	};
 	bool use_flags = argc > 1 && strcmp(argv[1], "flags") == 0;
 	if (argc != 2 || (!use_flags && strcmp(argv[1], "api") != 0)) {
 		fprintf(stderr, "usage: %s api|flags\n", argv[0]);

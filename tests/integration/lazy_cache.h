@@ -51,8 +51,7 @@ typedef struct lc_ops {
 #define LC_SIZES   4
 #define LC_MiB	   ((size_t)1 << 20)
 
-static const size_t lc_size[LC_SIZES] = {200, 32 << 10, 40 << 10,
-					 9 * LC_MiB};
+static const size_t lc_size[LC_SIZES] = {200, 32 << 10, 40 << 10, 9 * LC_MiB};
 /* Fresh blocks per proof and thread, of each size. */
 static const int lc_fresh[LC_SIZES] = {256, 8, 8, 2};
 
@@ -200,8 +199,9 @@ static void lc_work(int t)
 	for (int s = 0; s < LC_SIZES; s++)
 		for (int i = 0; i < lc_fresh[s]; i++) {
 			size_t n = lc_size[s];
-			unsigned char *p = (unsigned char *)(i & 1 ? lc->make_b(n)
-								   : lc->make(n));
+			unsigned char *p =
+			    (unsigned char *)(i & 1 ? lc->make_b(n)
+						    : lc->make(n));
 			CHECK(p != NULL, "fresh block of %zu", n);
 			if (p != NULL) {
 				CHECK(!lc_overlaps(t, p, n),
