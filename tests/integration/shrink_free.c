@@ -13,11 +13,25 @@
 #include <check.h>
 #include <zkalloc.h>
 
+#include <jemalloc/jemalloc.h>
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The worker's plain malloc/free: jemalloc's (the program links it ahead
+ * of libc). Under Address- or ThreadSanitizer, malloc/free are the
+ * sanitizer's: jemalloc's mallocx/dallocx take the same thread-cache path
+ * there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define plain_malloc(n) mallocx((n), 0)
+#define plain_free(p)	dallocx((p), 0)
+#else
+#define plain_malloc(n) malloc(n)
+#define plain_free(p)	free(p)
+#endif
 
 #define MiB    ((size_t)1 << 20)
 #define ROUNDS 6
@@ -66,11 +80,11 @@ static void *worker(void *arg)
 		case FREE_IT:
 			if (tu_check(w.shrunk, 64, w.tag) != SIZE_MAX)
 				w.bad = 1;
-			free(w.shrunk); /* plain free: this thread's cache */
+			plain_free(w.shrunk); /* into this thread's cache */
 			break;
 		case ALLOC:
 			for (int i = 0; i < MINE; i++) {
-				w.mine[i] = malloc(64);
+				w.mine[i] = plain_malloc(64);
 				tu_fill(w.mine[i], 64, w.tag + (uint64_t)i);
 			}
 			break;
@@ -82,7 +96,7 @@ static void *worker(void *arg)
 			break;
 		case FREE_ALL:
 			for (int i = 0; i < MINE; i++)
-				free(w.mine[i]);
+				plain_free(w.mine[i]);
 			break;
 		default:
 			break;
