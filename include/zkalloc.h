@@ -164,8 +164,9 @@ ZK_API size_t zk_nallocx(size_t size, int flags);
 ZK_API bool zk_owns(const void *p);
 
 /* Opt-in for code that calls je_mallocx itself: MALLOCX_ARENA(i) of this
- * thread's zkalloc arena, or 0 when no phase is active or the pool is not
- * reserved. Creates the arena on first use. Blocks made with it are
+ * thread's zkalloc arena | MALLOCX_TCACHE_NONE (a thread cache would hand
+ * back blocks of any arena), or 0 when no phase is active or the pool is
+ * not reserved. Creates the arena on first use. Blocks made with it are
  * ordinary jemalloc blocks: free them any way jemalloc accepts. */
 ZK_API int zk_arena_flags(void);
 
