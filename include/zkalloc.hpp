@@ -62,8 +62,8 @@ template <class F> auto phase(F &&f) -> decltype(std::forward<F>(f)())
 	return std::forward<F>(f)();
 }
 
-/* A standard allocator over zk_malloc/zk_aligned_alloc/zk_free: inside a
- * phase, large requests get phase memory. Stateless: every instance can
+/* A standard allocator over zk_malloc/zk_aligned_alloc/zk_free: routed like
+ * zk_malloc (in a phase, from the pool). Stateless: every instance can
  * free what another allocated. Throws std::bad_alloc (or
  * std::bad_array_new_length on size overflow) like std::allocator. */
 template <class T> struct allocator {
