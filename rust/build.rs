@@ -159,27 +159,12 @@ fn bundled() -> (&'static str, &'static str, Vec<String>) {
     let extra: Vec<String> = env::var("CFLAGS")
         .map(|s| s.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
-    // What meson adds for zk_core itself (c_std=gnu11, debugoptimized, PIC,
-    // hidden visibility, its large-file define, threads), then zk_c_args.
-    let mut args: Vec<String> = [
-        "-D_FILE_OFFSET_BITS=64",
-        "-std=gnu11",
-        "-O2",
-        "-g",
-        "-fPIC",
-        "-fvisibility=hidden",
-        "-pthread",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(core.c_args.iter().cloned());
+    let mut args = core.c_args.clone();
     args.push(format!("-I{}", je.join("include").display()));
     args.push(format!("-I{}", include.display()));
     args.push("-iquote".into());
     args.push(src.display().to_string());
     args.extend(extra);
-    // For tests/link_plan.rs: the arguments, one per line.
-    fs::write(out.join("zkalloc-c-args.txt"), args.join("\n") + "\n").unwrap();
 
     let mut files: Vec<PathBuf> = core.sources.iter().map(|n| src.join(n)).collect();
     if !core.wrapped.is_empty() {

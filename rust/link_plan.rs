@@ -167,7 +167,9 @@ pub struct CoreBuild {
     /// `zk_sources`, then `zk_wrap_sources` (wrap.c) for a prefixed
     /// jemalloc.
     pub sources: Vec<String>,
-    /// `zk_c_args` with the prefixed build's additions, in meson's order.
+    /// What meson passes for zk_core besides include paths and warnings:
+    /// MESON_BASE_ARGS, then `zk_c_args` with the prefixed build's
+    /// additions, in meson's order.
     pub c_args: Vec<String>,
     /// `zk_wrap_link_args`: what every final binary needs (empty when
     /// unprefixed).
@@ -175,6 +177,19 @@ pub struct CoreBuild {
     /// The wrapped names (`zk_wrapped`), for the __real_ fallbacks.
     pub wrapped: Vec<String>,
 }
+
+/// What meson adds to every zk_core compile of this project
+/// (c_std=gnu11, buildtype=debugoptimized, PIC, hidden visibility, its
+/// large-file define, the threads dependency).
+pub const MESON_BASE_ARGS: [&str; 7] = [
+    "-D_FILE_OFFSET_BITS=64",
+    "-std=gnu11",
+    "-O2",
+    "-g",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-pthread",
+];
 
 /// The core's sources and arguments for a jemalloc with symbol prefix
 /// `prefix`, as src/meson.build computes them: the same lists and the same
@@ -193,7 +208,8 @@ pub fn core_build(meson: &str, prefix: &str) -> Result<CoreBuild, String> {
     if sources.is_empty() {
         return Err("zk_sources in src/meson.build names no .c file".into());
     }
-    let mut c_args = need("zk_c_args = [", ']')?;
+    let mut c_args: Vec<String> = MESON_BASE_ARGS.iter().map(|a| a.to_string()).collect();
+    c_args.extend(need("zk_c_args = [", ']')?);
     let mut link_args = Vec::new();
     let mut wrapped = Vec::new();
     if !prefix.is_empty() {
