@@ -70,7 +70,10 @@ fn twiddles(bytes: usize, salt: u64) -> Vec<u32> {
 
 /// The expected tables, computed once outside any phase (ordinary memory),
 /// so that a check is a comparison, not a recomputation.
-static EXPECTED: OnceLock<Vec<((u64, usize), Vec<u32>)>> = OnceLock::new();
+static EXPECTED: OnceLock<Vec<Table>> = OnceLock::new();
+
+/// ((salt, bytes), contents).
+type Table = ((u64, usize), Vec<u32>);
 
 fn expected(bytes: usize, salt: u64) -> &'static [u32] {
     let all = EXPECTED.get().expect("expected tables not built");

@@ -8,9 +8,15 @@ use std::env;
 fn main() {
     println!("cargo:rerun-if-env-changed=DOWNSTREAM_NO_LINK_ARGS");
     println!("cargo:rustc-check-cfg=cfg(link_args)");
-    if env::var("DOWNSTREAM_NO_LINK_ARGS").unwrap_or_default().is_empty() {
+    if env::var("DOWNSTREAM_NO_LINK_ARGS")
+        .unwrap_or_default()
+        .is_empty()
+    {
         // The line:
-        for a in env::var("DEP_ZKALLOC_LINK_ARGS").unwrap_or_default().split_whitespace() {
+        for a in env::var("DEP_ZKALLOC_LINK_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
             println!("cargo:rustc-link-arg={a}");
         }
         println!("cargo:rustc-cfg=link_args");

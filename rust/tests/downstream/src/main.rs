@@ -60,19 +60,29 @@ fn main() {
         let s = zkalloc::phase(|| {
             let tw = TWIDDLES.get_or_init(|| (0..(12 << 20) / 4).map(twiddle).collect());
             let lde: Vec<u32> = tw.iter().map(|&w| w ^ proof).collect();
-            assert!(zkalloc::owns(lde.as_ptr()), "a proof buffer is not pool memory");
+            assert!(
+                zkalloc::owns(lde.as_ptr()),
+                "a proof buffer is not pool memory"
+            );
             lde.iter().fold(0u32, |a, &x| a.wrapping_add(x ^ proof))
         });
         sums.push(s);
     }
     let tw = TWIDDLES.get().unwrap();
     assert!(zkalloc::owns(tw.as_ptr()));
-    assert!(tw.iter().enumerate().all(|(i, &w)| w == twiddle(i)), "cache overwritten");
+    assert!(
+        tw.iter().enumerate().all(|(i, &w)| w == twiddle(i)),
+        "cache overwritten"
+    );
     assert!(sums.iter().all(|&s| s == sums[0]));
     #[cfg(feature = "bundled")]
     let wrapped = {
         let rc = rjem_mallctl_zk();
-        let want = if cfg!(link_args) { 0 } else { 2 /* ENOENT */ };
+        let want = if cfg!(link_args) {
+            0
+        } else {
+            2 /* ENOENT */
+        };
         assert_eq!(rc, want, "_rjem_mallctl(\"zk.version\")");
         rc == 0
     };
