@@ -124,7 +124,7 @@ fn begin_phase_twice_panics_and_changes_nothing() {
     assert_eq!(zkalloc::phase_epoch(), e);
     assert!(
         v.iter().all(|&b| b == 9),
-        "a refused begin_phase touched phase memory"
+        "a refused begin_phase touched a block"
     );
     drop(v);
     zkalloc::end_phase();
@@ -147,7 +147,7 @@ fn vec_growth_inside_a_phase() {
         assert!(v.iter().enumerate().all(|(i, &x)| x == i as u32 ^ 0x5a5a));
         assert!(zkalloc::owns(v.as_ptr()), "a grown vector left the pool");
 
-        // A phase vector grown past its capacity stays phase memory.
+        // A pool vector grown past its capacity stays in the pool.
         let mut w: Vec<u64> = Vec::with_capacity(MIB / 8);
         assert!(zkalloc::owns(w.as_ptr()));
         for i in 0..(32 * MIB / 8) as u64 {
@@ -155,7 +155,7 @@ fn vec_growth_inside_a_phase() {
         }
         assert!(
             zkalloc::owns(w.as_ptr()),
-            "a phase block left the phase when it grew"
+            "a pool block left the pool when it grew"
         );
         assert!(w.iter().enumerate().all(|(i, &x)| x == mix(0, i as u64)));
         w.truncate(10);
@@ -274,7 +274,7 @@ fn threads_inside_a_phase() {
                     .map(|t| {
                         s.spawn(move || {
                             let mut v: Vec<u64> = Vec::with_capacity(16 * MIB / 8);
-                            assert!(zkalloc::owns(v.as_ptr()), "thread {t}: not phase memory");
+                            assert!(zkalloc::owns(v.as_ptr()), "thread {t}: not from the pool");
                             for i in 0..(16 * MIB / 8) as u64 {
                                 v.push(mix(t + round, i));
                             }
