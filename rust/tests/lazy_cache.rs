@@ -14,10 +14,18 @@
 //! intact, and counted as kept at the next begin (Stats::kept_blocks,
 //! kept_bytes).
 //!
+//! A second case is a persistent worker pool (threads started before the
+//! first phase and kept, like rayon's): each worker fills a thread-local
+//! scratch table at its first job, inside phase 1, then in every later phase
+//! reads it and grows it (realloc of a block kept from an earlier phase),
+//! and frees it outside any phase at the end.
+//!
 //! Each case runs in a child process, once with default settings and once
 //! with ZK_ALLOC_MIN_BYTES=4096 (ZK_ALLOC_CHECK, if set, is passed on:
 //! rust/test.sh runs this in checked mode too).
 
+use std::cell::RefCell;
+use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
 use zkalloc::ZkAllocator;
@@ -192,11 +200,12 @@ fn later_proof(round: u64) {
             .map(|&bytes| vec![(seed as u8) | 0xa0; bytes])
             .collect()
     };
-    let mine = scribble(round);
+    // black_box: write-only buffers could otherwise be optimised away.
+    let mine = std::hint::black_box(scribble(round));
     std::thread::scope(|s| {
         for t in 0..WORKERS {
             s.spawn(move || {
-                let theirs = scribble(round + t as u64 + 1);
+                let theirs = std::hint::black_box(scribble(round + t as u64 + 1));
                 verify_all();
                 drop(theirs);
             });
@@ -298,4 +307,116 @@ fn lazy_caches_survive_later_phases_default_settings() {
 #[test]
 fn lazy_caches_survive_later_phases_min_bytes_4096() {
     run(Some("4096"));
+}
+
+// ------------------------------------------------- a persistent worker pool
+
+thread_local! {
+    /// A worker's scratch table, built at its first job.
+    static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn scratch_at(worker: usize, i: usize) -> u32 {
+    grown_at(i) ^ (worker as u32) << 24
+}
+
+/// One job of worker `t` in phase `round`: the first builds the scratch
+/// table (12 MiB), every later one checks it and grows it by 1 MiB, then
+/// writes a same-sized buffer of its own. Returns the table's length.
+fn pool_job(t: usize, round: u64) -> usize {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_empty() {
+            assert_eq!(round, 1, "worker {t}: scratch lost");
+            s.extend((0..SIZES[2] / 4).map(|i| scratch_at(t, i)));
+        } else {
+            if let Some(i) = (0..s.len()).find(|&i| s[i] != scratch_at(t, i)) {
+                panic!("worker {t}, phase {round}: scratch overwritten at {i}");
+            }
+            let n = s.len();
+            s.extend((n..n + MIB / 4).map(|i| scratch_at(t, i)));
+        }
+        assert!(
+            zkalloc::owns(s.as_ptr()),
+            "worker {t}: scratch not in the pool"
+        );
+        let other = vec![0xc3u8; s.len() * 4];
+        std::hint::black_box(&other);
+        s.len()
+    })
+}
+
+#[test]
+#[ignore = "run by the tests below in a child process"]
+fn child_persistent_pool() {
+    assert_child();
+    type Job = (u64, mpsc::Sender<usize>);
+    let workers: Vec<(mpsc::Sender<Option<Job>>, std::thread::JoinHandle<()>)> = (0..WORKERS)
+        .map(|t| {
+            let (tx, rx) = mpsc::channel::<Option<Job>>();
+            let h = std::thread::spawn(move || {
+                while let Some((round, reply)) = rx.recv().unwrap() {
+                    reply.send(pool_job(t, round)).unwrap();
+                }
+                // Outside any phase: the kept table is freed here.
+                SCRATCH.with(|s| drop(std::mem::take(&mut *s.borrow_mut())));
+            });
+            (tx, h)
+        })
+        .collect();
+    for round in 1..=PHASES {
+        zkalloc::phase(|| {
+            let (reply, done) = mpsc::channel();
+            for (tx, _) in &workers {
+                tx.send(Some((round, reply.clone()))).unwrap();
+            }
+            drop(reply);
+            let lens: Vec<usize> = done.iter().collect();
+            let want = (SIZES[2] + (round as usize - 1) * MIB) / 4;
+            assert_eq!(lens, vec![want; WORKERS], "phase {round}");
+            if round == 2 {
+                let st = zkalloc::stats();
+                assert!(
+                    st.kept_bytes >= (WORKERS * SIZES[2]) as u64,
+                    "the workers' tables are not counted as kept: {st:?}"
+                );
+            }
+        });
+    }
+    for (tx, h) in workers {
+        tx.send(None).unwrap();
+        h.join().unwrap();
+    }
+    println!("child_persistent_pool: {PHASES} phases, scratch intact");
+}
+
+fn run_pool(min_bytes: Option<&str>) {
+    let out = run_child(
+        "child_persistent_pool",
+        &[("ZK_ALLOC_MIN_BYTES", min_bytes)],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("child_persistent_pool: 4 phases, scratch intact"),
+        "the child did not finish:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("ZK_ALLOC_CHECK"),
+        "a checked-mode report on a correct program:\n{stderr}"
+    );
+}
+
+#[test]
+fn persistent_pool_scratch_survives_default_settings() {
+    run_pool(None);
+}
+
+#[test]
+fn persistent_pool_scratch_survives_min_bytes_4096() {
+    run_pool(Some("4096"));
 }
