@@ -51,27 +51,24 @@ static bool old_run(const node_t *x, uint32_t e, unsigned k, uint32_t *rs,
 static void collect_batch(uint32_t e, unsigned k)
 {
 	zk_book.nbatch = 0;
-	for (unsigned c = 0; c < NCLASS && zk_book.nbatch < 64; c++) {
-		uint32_t i = zk_book.head[c];
-		while (i != NIL && zk_book.nbatch < 64) {
-			uint32_t next = zk_book.nodes[i].next;
-			/* Runs are found in address order: the piece before a
-			 * carved run has none left, the piece after may. */
-			uint32_t rs, rn, x = i;
-			while (x != NIL && zk_book.nbatch < 64 &&
-			       old_run(&zk_book.nodes[x], e, k, &rs, &rn)) {
-				uint32_t trail;
-				if (x == next)
-					next = zk_book.nodes[x].next;
-				if (!zk_carve(x, rs, rn, &trail))
-					break;
-				zk_book.batch[zk_book.nbatch].start = rs;
-				zk_book.batch[zk_book.nbatch].len = rn;
-				zk_book.nbatch++;
-				x = trail;
-			}
-			i = next;
+	uint32_t i = zk_book.free_head;
+	while (i != NIL && zk_book.nbatch < 64) {
+		uint32_t next = zk_book.nodes[i].next;
+		/* Runs are found in address order: the piece before a carved
+		 * run has none left, the piece after may. Pieces go to the
+		 * list's head, behind this walk. */
+		uint32_t rs, rn, x = i;
+		while (x != NIL && zk_book.nbatch < 64 &&
+		       old_run(&zk_book.nodes[x], e, k, &rs, &rn)) {
+			uint32_t trail;
+			if (!zk_carve(x, rs, rn, &trail))
+				break;
+			zk_book.batch[zk_book.nbatch].start = rs;
+			zk_book.batch[zk_book.nbatch].len = rn;
+			zk_book.nbatch++;
+			x = trail;
 		}
+		i = next;
 	}
 }
 
@@ -93,7 +90,7 @@ static void give_back_batch(void)
 void zk_reinsert_batch(void)
 {
 	for (unsigned b = 0; b < zk_book.nbatch; b++)
-		zk_insert_free(zk_book.batch[b].start, zk_book.batch[b].len, false);
+		zk_insert_free(zk_book.batch[b].start, zk_book.batch[b].len);
 	zk_book.nbatch = 0;
 }
 
@@ -147,7 +144,7 @@ void zk_quarantine(uint32_t s, uint32_t n)
 			zk_book.q_head = i;
 		zk_book.q_tail = i;
 	} else {
-		zk_insert_free(s, n, true); /* no room to hold it: reuse */
+		zk_insert_free(s, n); /* no room to hold it: reuse */
 	}
 	zk_bits_set(zk_book.used, s, n, false);
 	zk_pool_unlock();
@@ -188,7 +185,7 @@ static void release_quarantine(uint32_t before)
 		}
 		SUB(quarantined_bytes, bytes_of(n));
 		zk_pool_lock();
-		zk_insert_free(s, n, false);
+		zk_insert_free(s, n);
 		zk_pool_unlock();
 	}
 }

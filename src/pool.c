@@ -240,7 +240,7 @@ static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
 	atomic_store_explicit(&zk_pool.top_bytes, bytes_of(zk_book.top),
 			      memory_order_relaxed);
 	if (gap != 0)
-		zk_insert_free(old, gap, false); /* never dirty; lost if full */
+		zk_insert_free(old, gap); /* never dirty; lost if full */
 	*out = s;
 	return ZK_POOL_OK;
 }
@@ -373,7 +373,7 @@ bool zk_pool_free(void *addr, size_t size)
 		zk_quarantine(s, n);
 		return true;
 	}
-	ok = ok && zk_insert_free(s, n, true);
+	ok = ok && zk_insert_free(s, n);
 	if (ok) {
 		zk_bits_set(zk_book.used, s, n, false);
 		zk_pool_stamp(s, n);
@@ -453,8 +453,7 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	zk_book.nodes = (node_t *)((char *)meta + l.nodes);
 	zk_book.max_nodes = l.max_nodes;
 	zk_book.unused = zk_book.q_head = zk_book.q_tail = NIL;
-	for (unsigned c = 0; c < NCLASS; c++)
-		zk_book.head[c] = zk_book.tail[c] = NIL;
+	zk_book.root = zk_book.free_head = NIL;
 	zk_pool.shift = shift;
 	zk_pool.pages = (uint32_t)pages;
 	zk_pool.quarantine = quarantine_on;

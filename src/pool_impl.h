@@ -12,9 +12,7 @@
 #include <pthread.h>
 
 #define NIL	    UINT32_MAX
-#define NCLASS	    128
 #define GROUP_SHIFT 6 /* ages are kept per 64 pages */
-#define SCAN_LIMIT  16
 /* The region and its bookkeeping are committed in steps of this much
  * region (and the matching share of bookkeeping), so a growing pool makes
  * few mprotect calls. */
@@ -26,9 +24,11 @@ enum { NODE_UNUSED = 0, NODE_FREE, NODE_QUARANTINE };
 /* A free (or quarantined) range of pages. */
 typedef struct node {
 	uint32_t start, len;
-	uint32_t prev, next; /* class list, quarantine list or unused stack */
-	uint32_t epoch;	     /* quarantine: the phase it was freed in */
-	uint8_t cls, state;
+	uint32_t left, right; /* free: the address-ordered treap (ranges.c) */
+	uint32_t max;	      /* free: the largest len in its subtree */
+	uint32_t prev, next;  /* free list, quarantine list or unused stack */
+	uint32_t epoch;	      /* quarantine: the phase it was freed in */
+	uint8_t state;
 } node_t;
 
 /* Bookkeeping, under zk_book.lock unless a comment says otherwise. */
@@ -42,8 +42,8 @@ typedef struct pool_book {
 	_Atomic uint32_t *age;
 	node_t *nodes;
 	uint32_t max_nodes, node_hw, node_committed, unused;
-	uint32_t head[NCLASS], tail[NCLASS];
-	uint64_t nonempty[NCLASS / 64];
+	uint32_t root;	    /* the treap of free ranges */
+	uint32_t free_head; /* every free range, in no order */
 	uint32_t q_head, q_tail; /* quarantine, oldest first */
 	uint32_t top;		 /* pages above it were never handed out */
 	uint32_t committed;	 /* pages made writable */
@@ -124,10 +124,10 @@ int zk_pool_commit_bytes(char *lo, char *hi);
 /* The range table (ranges.c), lock held: a node, given back; make a range
  * free (merged with free neighbours); take a range out of the free node
  * that holds it; the free node ending (starting) at a page; where a
- * request goes in a node; the node a request fits best. */
+ * request goes in a node; the lowest node a request fits in. */
 uint32_t zk_node_new(void);
 void zk_node_release(uint32_t i);
-bool zk_insert_free(uint32_t s, uint32_t n, bool hot);
+bool zk_insert_free(uint32_t s, uint32_t n);
 bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out);
 uint32_t zk_free_ending_at(uint32_t e);
 uint32_t zk_free_starting_at(uint32_t s);

@@ -1,17 +1,21 @@
 /*
- * The pool's table of free ranges: size-class lists (newest first) and the
- * boundary map that finds a range's free neighbours, for the best fit and
- * for coalescing. Everything here runs with the pool lock held.
+ * The pool's table of free ranges, for an address-ordered first fit: a
+ * request takes the lowest free range it fits in. Ranges are kept in a
+ * treap ordered by address in which every node also knows the largest
+ * range of its subtree, so the first fit is one walk from the root; a
+ * boundary map (page -> range starting or ending there) finds a freed
+ * range's free neighbours to merge with. Everything here runs with the
+ * pool lock held.
+ *
+ * Why first fit by address: a proof's requests come in a slightly
+ * different order every time its threads race; packing them at the bottom
+ * of the region keeps the set of pages a proof touches the same from proof
+ * to proof (a page touched once stays resident, so warm proofs do not
+ * fault), and leaves the free space in a few large ranges at the top, which
+ * is also what makes big requests fit (jemalloc's extent allocator picks by
+ * address for the same reasons).
  */
 #include "pool_impl.h"
-
-static inline unsigned cls_of(uint32_t n)
-{
-	if (n < 4)
-		return n - 1;
-	unsigned lg = 31u - (unsigned)__builtin_clz(n);
-	return 3 + (lg - 2) * 4 + ((n >> (lg - 2)) & 3);
-}
 
 uint32_t zk_node_new(void)
 {
@@ -26,8 +30,9 @@ uint32_t zk_node_new(void)
 		uint32_t to = zk_book.node_committed + NODE_STEP;
 		if (to > zk_book.max_nodes)
 			to = zk_book.max_nodes;
-		if (zk_pool_commit_bytes((char *)(zk_book.nodes + zk_book.node_committed),
-				 (char *)(zk_book.nodes + to)) != 0)
+		if (zk_pool_commit_bytes(
+			(char *)(zk_book.nodes + zk_book.node_committed),
+			(char *)(zk_book.nodes + to)) != 0)
 			return NIL;
 		zk_book.node_committed = to;
 	}
@@ -41,46 +46,96 @@ void zk_node_release(uint32_t i)
 	zk_book.unused = i;
 }
 
-/* Put free node i (start, len set) in its class list and the map. */
-static void list_insert(uint32_t i, bool hot)
+/* ------------------------------------------------------------ treap */
+
+#define N(i) (zk_book.nodes[i])
+
+/* A fixed pseudo-random priority per node index: the treap's shape. */
+static inline uint32_t prio(uint32_t i)
 {
-	node_t *x = &zk_book.nodes[i];
-	unsigned c = cls_of(x->len);
-	x->cls = (uint8_t)c;
-	x->state = NODE_FREE;
-	x->prev = x->next = NIL;
-	if (zk_book.head[c] == NIL) {
-		zk_book.head[c] = zk_book.tail[c] = i;
-		zk_book.nonempty[c / 64] |= (uint64_t)1 << (c % 64);
-	} else if (hot) {
-		x->next = zk_book.head[c];
-		zk_book.nodes[zk_book.head[c]].prev = i;
-		zk_book.head[c] = i;
+	uint32_t h = i * 0x9e3779b1u;
+	return h ^ (h >> 15);
+}
+
+static inline uint32_t maxlen(uint32_t t)
+{
+	return t == NIL ? 0 : N(t).max;
+}
+
+static inline void pull(uint32_t t)
+{
+	uint32_t m = N(t).len, l = maxlen(N(t).left), r = maxlen(N(t).right);
+	N(t).max = m > l ? (m > r ? m : r) : (l > r ? l : r);
+}
+
+/* Split t into the ranges starting below key (*lo) and the others (*hi). */
+static void split(uint32_t t, uint32_t key, uint32_t *lo, uint32_t *hi)
+{
+	if (t == NIL) {
+		*lo = *hi = NIL;
+	} else if (N(t).start < key) {
+		split(N(t).right, key, &N(t).right, hi);
+		pull(t);
+		*lo = t;
 	} else {
-		x->prev = zk_book.tail[c];
-		zk_book.nodes[zk_book.tail[c]].next = i;
-		zk_book.tail[c] = i;
+		split(N(t).left, key, lo, &N(t).left);
+		pull(t);
+		*hi = t;
 	}
+}
+
+/* Join two treaps, every range of a below every range of b. */
+static uint32_t merge(uint32_t a, uint32_t b)
+{
+	if (a == NIL)
+		return b;
+	if (b == NIL)
+		return a;
+	if (prio(a) > prio(b)) {
+		N(a).right = merge(N(a).right, b);
+		pull(a);
+		return a;
+	}
+	N(b).left = merge(a, N(b).left);
+	pull(b);
+	return b;
+}
+
+/* Put free node i (start, len set) in the treap, the list and the map. */
+static void range_insert(uint32_t i)
+{
+	node_t *x = &N(i);
+	x->state = NODE_FREE;
+	x->left = x->right = NIL;
+	x->max = x->len;
+	uint32_t lo, hi;
+	split(zk_book.root, x->start, &lo, &hi);
+	zk_book.root = merge(merge(lo, i), hi);
+	/* the list of free nodes (any order), for the decay's walk */
+	x->prev = NIL;
+	x->next = zk_book.free_head;
+	if (x->next != NIL)
+		N(x->next).prev = i;
+	zk_book.free_head = i;
 	zk_book.map[x->start] = i + 1;
 	zk_book.map[x->start + x->len - 1] = i + 1;
 	atomic_fetch_add_explicit(&zk_pool.free_bytes, bytes_of(x->len),
 				  memory_order_relaxed);
 }
 
-static void list_remove(uint32_t i)
+static void range_remove(uint32_t i)
 {
-	node_t *x = &zk_book.nodes[i];
-	unsigned c = x->cls;
+	node_t *x = &N(i);
+	uint32_t lo, mid, hi;
+	split(zk_book.root, x->start, &lo, &mid);
+	split(mid, x->start + 1, &mid, &hi);
+	zk_book.root = merge(lo, hi); /* mid is i alone */
 	if (x->prev != NIL)
-		zk_book.nodes[x->prev].next = x->next;
+		N(x->prev).next = x->next;
 	else
-		zk_book.head[c] = x->next;
+		zk_book.free_head = x->next;
 	if (x->next != NIL)
-		zk_book.nodes[x->next].prev = x->prev;
-	else
-		zk_book.tail[c] = x->prev;
-	if (zk_book.head[c] == NIL)
-		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
+		N(x->next).prev = x->prev;
 	if (zk_book.map[x->start] == i + 1)
 		zk_book.map[x->start] = 0;
 	if (zk_book.map[x->start + x->len - 1] == i + 1)
@@ -90,13 +145,15 @@ static void list_remove(uint32_t i)
 				  memory_order_relaxed);
 }
 
+/* ---------------------------------------------------- the operations */
+
 /* The free node whose range ends at page e (or starts at page s). */
 uint32_t zk_free_ending_at(uint32_t e)
 {
 	uint32_t i = zk_book.map[e];
 	if (i == 0)
 		return NIL;
-	node_t *x = &zk_book.nodes[i - 1];
+	node_t *x = &N(i - 1);
 	return x->state == NODE_FREE && x->start + x->len - 1 == e ? i - 1
 								    : NIL;
 }
@@ -106,27 +163,26 @@ uint32_t zk_free_starting_at(uint32_t s)
 	uint32_t i = zk_book.map[s];
 	if (i == 0)
 		return NIL;
-	node_t *x = &zk_book.nodes[i - 1];
+	node_t *x = &N(i - 1);
 	return x->state == NODE_FREE && x->start == s ? i - 1 : NIL;
 }
 
-/* Make [s, s + n) free, merged with its free neighbours. hot: at the head
- * of its class list (just freed, resident), else the tail. Returns false
- * if the range table is full. Lock held. */
-bool zk_insert_free(uint32_t s, uint32_t n, bool hot)
+/* Make [s, s + n) free, merged with its free neighbours. Returns false if
+ * the range table is full. */
+bool zk_insert_free(uint32_t s, uint32_t n)
 {
 	uint32_t keep = NIL;
 	uint32_t l = s > 0 ? zk_free_ending_at(s - 1) : NIL;
 	if (l != NIL) {
-		list_remove(l);
-		s = zk_book.nodes[l].start;
-		n += zk_book.nodes[l].len;
+		range_remove(l);
+		s = N(l).start;
+		n += N(l).len;
 		keep = l;
 	}
 	uint32_t r = s + n < zk_book.top ? zk_free_starting_at(s + n) : NIL;
 	if (r != NIL) {
-		list_remove(r);
-		n += zk_book.nodes[r].len;
+		range_remove(r);
+		n += N(r).len;
 		if (keep == NIL)
 			keep = r;
 		else
@@ -134,37 +190,36 @@ bool zk_insert_free(uint32_t s, uint32_t n, bool hot)
 	}
 	if (keep == NIL && (keep = zk_node_new()) == NIL)
 		return false;
-	zk_book.nodes[keep].start = s;
-	zk_book.nodes[keep].len = n;
-	list_insert(keep, hot);
+	N(keep).start = s;
+	N(keep).len = n;
+	range_insert(keep);
 	return true;
 }
 
 /* Take [s, s + n) out of free node i, which holds it; the pieces before
- * and after stay free, at the head of their class lists (hot: they are
- * as resident as the range was). *trail_out: the node of the piece after,
- * or NIL. Returns false (nothing changed) if a piece needs a node and the
- * table is full. Lock held. */
+ * and after stay free. *trail_out: the node of the piece after, or NIL.
+ * Returns false (nothing changed) if a piece needs a node and the table is
+ * full. */
 bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 {
-	node_t *x = &zk_book.nodes[i];
+	node_t *x = &N(i);
 	uint32_t ns = x->start, ne = x->start + x->len;
 	bool lead = s > ns, trail = s + n < ne;
 	uint32_t j = NIL;
 	if (lead && trail && (j = zk_node_new()) == NIL)
 		return false;
-	list_remove(i);
+	range_remove(i);
 	*trail_out = NIL;
 	if (lead) {
 		x->start = ns;
 		x->len = s - ns;
-		list_insert(i, true);
+		range_insert(i);
 	}
 	if (trail) {
 		uint32_t t = lead ? j : i;
-		zk_book.nodes[t].start = s + n;
-		zk_book.nodes[t].len = ne - (s + n);
-		list_insert(t, true);
+		N(t).start = s + n;
+		N(t).len = ne - (s + n);
+		range_insert(t);
 		*trail_out = t;
 	}
 	if (!lead && !trail)
@@ -172,42 +227,27 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 	return true;
 }
 
-static inline bool fits(const node_t *x, uint32_t n, uint32_t a)
-{
-	return align_up(x->start, a) + n <= (uint64_t)x->start + x->len;
-}
-
-/* Where in free node x a request of n pages aligned to a goes: at its
- * start, unless x is far larger (a range the request's own size classes
- * could not supply): then at its end, so that what stays free is one
- * range at the same start, whole for the large request that freed it. */
+/* Where in free node x a request of n pages aligned to a goes: its start
+ * (rounded up to the alignment; the node fits). */
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a)
 {
-	if (cls_of(x->len) > cls_of(n) + 4) {
-		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
-		if (at >= x->start && at <= (uint64_t)x->start + x->len - n)
-			return (uint32_t)at;
-	}
-	return (uint32_t)align_up(x->start, a); /* fits: inside x */
+	(void)n;
+	return (uint32_t)align_up(x->start, a);
 }
 
-/* A free node that can hold n pages aligned to a: a few of the smallest
- * class that may fit (newest first), then the first class above it. */
+/* The lowest free node that holds n pages aligned to a, or NIL. An aligned
+ * request asks for room for any start (n + a - 1 pages). */
 uint32_t zk_find_fit(uint32_t n, uint32_t a)
 {
-	for (unsigned c = cls_of(n); c < NCLASS; c++) {
-		uint64_t w = zk_book.nonempty[c / 64] >> (c % 64);
-		if (w == 0) {
-			c = (c / 64 + 1) * 64 - 1; /* next word */
-			continue;
-		}
-		c += (unsigned)__builtin_ctzll(w);
-		unsigned scanned = 0;
-		for (uint32_t i = zk_book.head[c]; i != NIL && scanned < SCAN_LIMIT;
-		     i = zk_book.nodes[i].next, scanned++)
-			if (fits(&zk_book.nodes[i], n, a))
-				return i;
+	uint64_t need = a > 1 ? (uint64_t)n + a - 1 : n;
+	uint32_t t = zk_book.root;
+	while (t != NIL && N(t).max >= need) {
+		if (maxlen(N(t).left) >= need)
+			t = N(t).left;
+		else if (N(t).len >= need)
+			return t;
+		else
+			t = N(t).right;
 	}
 	return NIL;
 }
-

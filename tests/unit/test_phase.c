@@ -386,7 +386,7 @@ END_TEST
 START_TEST(small_spike_decays_after_k_phases)
 {
 	static void *v[200000];
-	size_t steady = 0;
+	size_t steady = 0, meta0 = 0;
 	for (int ph = 0; ph < 10; ph++) {
 		int n = ph == 2 ? 200000 : 10000;
 		long f0 = tu_minor_faults();
@@ -400,9 +400,15 @@ START_TEST(small_spike_decays_after_k_phases)
 			zk_free(v[i]);
 		zk_end_phase();
 		long f = tu_minor_faults() - f0;
-		size_t res = tu_stats().resident_bytes;
-		if (ph == 1)
+		zk_stats_t st = tu_stats();
+		size_t res = st.resident_bytes;
+		if (ph == 1) {
 			steady = res;
+			meta0 = st.metadata_bytes;
+		}
+		/* jemalloc keeps the metadata (extent records) a spike made it
+		 * grow, for good: not the pool's to give back */
+		size_t meta = st.metadata_bytes - meta0;
 		/* 3: the first after the spike may write pages the spike
 		 * was handed but never touched (under 1% of its 50k pages);
 		 * 7: the first after the trim */
@@ -414,12 +420,11 @@ START_TEST(small_spike_decays_after_k_phases)
 			ck_assert_uint_gt(res, 4 * steady);
 		if (ph >= 7)
 			ck_assert_msg(
-			    res * 10 <= steady * 12 + 10 * 2 * MiB,
-			    "phase %d: %zu resident, steady %zu; %llu "
-			    "trims, %llu bytes",
-			    ph, res, steady,
-			    (unsigned long long)tu_stats().trims,
-			    (unsigned long long)tu_stats().trimmed_bytes);
+			    res * 10 <= steady * 12 + 10 * (2 * MiB + meta),
+			    "phase %d: %zu resident, steady %zu, metadata +%zu; "
+			    "%llu trims, %llu bytes",
+			    ph, res, steady, meta, (unsigned long long)st.trims,
+			    (unsigned long long)st.trimmed_bytes);
 	}
 }
 END_TEST
