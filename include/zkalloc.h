@@ -38,7 +38,7 @@
  *
  * Everything is thread-safe unless a line says otherwise. Nothing here
  * aborts: when the pool cannot serve a request (region not reserved or
- * full, a refused commit) jemalloc's own mappings serve it and it is
+ * full, a refused commit) a mapping of its own serves it and it is
  * counted as overflow. The one exception is checked mode (ZK_ALLOC_CHECK=1,
  * off by default), which reports a proven use after free or double free of
  * pool memory (pointer, range, the phase it was freed in, the current
@@ -220,7 +220,7 @@ typedef struct zk_stats {
 	size_t resident_bytes; /* pool bytes resident now (mincore) */
 	size_t max_slab_resident; /* unused (0) */
 	uint64_t overflow_count; /* requests of zkalloc's arenas the pool
-				    could not serve: jemalloc's own mappings
+				    could not serve: mappings of their own
 				    served them (region full, a refused
 				    commit, no region) */
 	uint64_t overflow_bytes;
