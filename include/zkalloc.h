@@ -37,9 +37,10 @@
  * given back to the kernel.
  *
  * Everything is thread-safe unless a line says otherwise. Nothing here
- * aborts: when the pool cannot serve a request (region not reserved or
- * full, a refused commit) a mapping of its own serves it and it is
- * counted as overflow. The one exception is checked mode (ZK_ALLOC_CHECK=1,
+ * aborts: when the pool cannot serve a request (region full, a refused
+ * commit) a mapping of its own serves it and it is counted as overflow;
+ * without a region (its reservation refused) jemalloc serves everything
+ * as it would without zkalloc. The one exception is checked mode (ZK_ALLOC_CHECK=1,
  * off by default), which reports a proven use after free or double free of
  * pool memory (pointer, range, the phase it was freed in, the current
  * phase) and aborts; README.md ("Guarantees") lists what it catches.
@@ -222,7 +223,7 @@ typedef struct zk_stats {
 	uint64_t overflow_count; /* requests of zkalloc's arenas the pool
 				    could not serve: mappings of their own
 				    served them (region full, a refused
-				    commit, no region) */
+				    commit) */
 	uint64_t overflow_bytes;
 	uint64_t arenas_created;   /* zkalloc arenas created */
 	uint64_t arenas_destroyed; /* unused (0): arenas live for good */
