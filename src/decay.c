@@ -196,7 +196,11 @@ static void release_quarantine(uint32_t before)
 
 bool zk_pool_page_used(const void *p)
 {
-	if (!zk_pool_owns(p))
+	/* Above the bump pointer nothing was handed out, and the page bits
+	 * there may not be committed yet. */
+	if (!zk_pool_owns(p) ||
+	    (size_t)((const char *)p - zk_pool.base) >=
+		atomic_load_explicit(&zk_pool.top_bytes, memory_order_acquire))
 		return false;
 	return zk_bits_count(zk_book.used, page_of(p), 1) != 0;
 }
