@@ -78,6 +78,7 @@ static void run(unsigned phases, bool observe)
 	pthread_t th[N + 1];
 	atomic_store(&go, 0);
 	atomic_store(&stop, 0);
+	atomic_store(&pool_blocks, 0); /* CK_FORK=no: one process, both runs */
 	for (uintptr_t i = 0; i < N; i++)
 		pthread_create(&th[i], NULL, churn, (void *)(i + 1));
 	if (observe)
