@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "stress_util.h"
 
+#include <zkalloc.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,4 +50,35 @@ unsigned su_count(const char *h, const char *needle)
 	for (const char *p = h; (p = strstr(p, needle)) != NULL; p += len)
 		n++;
 	return n;
+}
+
+void su_purge_jemalloc(void)
+{
+	/* 4096 = MALLCTL_ARENAS_ALL */
+	zk_mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
+}
+
+void su_touch(void *p, size_t n, unsigned char v)
+{
+	volatile unsigned char *b = p;
+	for (size_t i = 0; i < n; i += 4096)
+		b[i] = v;
+}
+
+int su_fork_wait(int (*fn)(void *), void *arg, unsigned secs)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		alarm(secs); /* a hang is a failure, not a stuck CI */
+		int rc = fn(arg);
+		fflush(NULL);
+		_exit(rc);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -1,4 +1,5 @@
-/* Helpers shared by the stress, fault, bad-input and checked-mode suites. */
+/* Helpers shared by the stress, fault, fork, bad-input and checked-mode
+ * suites. */
 #ifndef ZK_STRESS_UTIL_H
 #define ZK_STRESS_UTIL_H
 
@@ -8,12 +9,15 @@
 
 #include "testutil.h" /* tu_fill, tu_check, tu_rss_bytes, tu_run_child */
 
+#define MiB ((size_t)1 << 20)
+
 /* A workload length (phases, threads over time, inputs): ci at CI size,
  * reduced when meson builds with a sanitizer (ZK_STRESS_REDUCED), times
  * ZK_STRESS_SCALE when set (scripts/soak). */
 unsigned su_scale(unsigned ci, unsigned reduced);
 
-/* A width (threads at once): ci or reduced, never scaled. */
+/* A width (threads at once, bytes of one buffer): ci or reduced, never
+ * scaled. */
 unsigned su_width(unsigned ci, unsigned reduced);
 
 /* The base seed: ZK_STRESS_SEED, else a fixed default. Printed on failure. */
@@ -33,5 +37,19 @@ const char *su_tail(const char *s);
 
 /* Occurrences of needle in haystack. */
 unsigned su_count(const char *haystack, const char *needle);
+
+/* Give jemalloc's own (automatic) arenas' free pages back to the kernel
+ * (arena.<all>.purge), so that RSS measures zkalloc's pool, not
+ * jemalloc's decay clock (dirty_decay_ms, 10 s). zkalloc's arenas refuse
+ * the purge: their pages stay in the pool. */
+void su_purge_jemalloc(void);
+
+/* Touch one byte per page of [p, p + n): make it resident cheaply. */
+void su_touch(void *p, size_t n, unsigned char v);
+
+/* Run fn(arg) in a forked child (no environment change, stderr kept) that
+ * is killed by SIGALRM after secs seconds. Returns its exit status, 128 +
+ * the signal that ended it, or -1 if fork failed. */
+int su_fork_wait(int (*fn)(void *), void *arg, unsigned secs);
 
 #endif
