@@ -85,9 +85,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 
 void zk_check_init(void)
 {
-	zk_check_on = zk_g.opt[ZK_OPT_CHECK] != 0;
-	if (!zk_check_on)
+	if (zk_g.opt[ZK_OPT_CHECK] == 0)
 		return;
+	__atomic_store_n(&zk_check_on, true, __ATOMIC_RELAXED);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_segv;

@@ -27,9 +27,17 @@
 
 #include <stdbool.h>
 
-/* ZK_ALLOC_CHECK=1. Written once by zk_check_init (inside zk_init's
- * pthread_once), read-only afterwards. */
+/* ZK_ALLOC_CHECK=1. Set once by zk_check_init (inside zk_init's
+ * pthread_once) when checked mode is on, never cleared. A thread that
+ * frees before zk_init has run reads it without synchronizing with that
+ * write: read it with check_on() (a relaxed atomic load, the same single
+ * load instruction). */
 extern bool zk_check_on __attribute__((visibility("hidden")));
+
+static inline bool check_on(void)
+{
+	return __atomic_load_n(&zk_check_on, __ATOMIC_RELAXED);
+}
 
 /* Set zk_check_on from the options; when on, install the SIGSEGV reporter.
  * Called once by zk_init. */

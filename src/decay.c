@@ -1,74 +1,92 @@
 /*
  * Giving pages back (pool.h: zk_pool_begin) and checked mode's quarantine.
  *
- * The decay: at each begin, the free pages of every 64-page group that
- * none of the last K phases allocated or freed go back to the kernel
- * (MADV_DONTNEED). The runs are taken out of the free lists under the lock
- * in batches, given back outside it (they are nobody else's meanwhile),
- * and put back, clean.
+ * The decay: at each begin, free pages of 64-page groups that none of the
+ * last K phases allocated or freed go back to the kernel (MADV_DONTNEED),
+ * as long as the free pages left resident cover the largest peak of those
+ * phases (plus an eighth). The runs are taken out of the free lists under
+ * the lock in batches, given back outside it (they are nobody else's
+ * meanwhile), and put back, clean.
  */
 #include "pool_impl.h"
 
 #include "os.h"
 
+#include <string.h>
+
 /* ---------------------------------------------------- the decay */
 
-/* The next run of [x's pages] after page *from whose groups none of the
- * last k phases used and that holds a dirty page: [*rs, *rs + *rn).
- * Lock held. */
-static bool old_run(const node_t *x, uint32_t e, unsigned k, uint32_t *rs,
-		    uint32_t *rn)
+/* Whether none of the last k phases before e used group g. */
+static inline bool group_old(uint64_t g, uint32_t e, unsigned k)
 {
-	uint64_t p = x->start, end = (uint64_t)x->start + x->len;
-	while (p < end) {
-		uint64_t g = p >> GROUP_SHIFT;
-		uint64_t gend = (g + 1) << GROUP_SHIFT;
-		uint32_t used =
-		    atomic_load_explicit(&zk_book.age[g], memory_order_relaxed);
-		if (e - used <= k) { /* used by one of phases e-k .. e-1 */
-			p = gend;
+	return e - atomic_load_explicit(&zk_book.age[g], memory_order_relaxed) >
+	       k;
+}
+
+/* The highest run of free node x's pages below page limit whose groups
+ * none of the last k phases used and that holds a dirty page:
+ * [*rs, *rs + *rn). Lock held. */
+static bool old_run_below(const node_t *x, uint32_t e, unsigned k,
+			  uint64_t limit, uint32_t *rs, uint32_t *rn)
+{
+	uint64_t lo = x->start, p = (uint64_t)x->start + x->len;
+	if (p > limit)
+		p = limit;
+	while (p > lo) {
+		uint64_t g = (p - 1) >> GROUP_SHIFT;
+		if (!group_old(g, e, k)) {
+			p = g << GROUP_SHIFT > lo ? g << GROUP_SHIFT : lo;
 			continue;
 		}
-		uint64_t q = p;
-		while (q < end &&
-		       e - atomic_load_explicit(&zk_book.age[q >> GROUP_SHIFT],
-						memory_order_relaxed) >
-			   k)
-			q = ((q >> GROUP_SHIFT) + 1) << GROUP_SHIFT;
-		if (q > end)
-			q = end;
-		if (zk_bits_count(zk_book.dirty, (uint32_t)p, (uint32_t)(q - p)) != 0) {
+		uint64_t q = p; /* the run is [p, q) once p is lowered */
+		while (p > lo && group_old((p - 1) >> GROUP_SHIFT, e, k)) {
+			uint64_t gs = ((p - 1) >> GROUP_SHIFT) << GROUP_SHIFT;
+			p = gs > lo ? gs : lo;
+		}
+		if (zk_bits_count(zk_book.dirty, (uint32_t)p,
+				  (uint32_t)(q - p)) != 0) {
 			*rs = (uint32_t)p;
 			*rn = (uint32_t)(q - p);
 			return true;
 		}
-		p = q;
 	}
 	return false;
 }
 
-/* Take out of the free lists up to a batch of old dirty runs. Lock. */
-static void collect_batch(uint32_t e, unsigned k)
+/* Take out of the free table up to a batch of old dirty runs below page
+ * *cursor, the highest first, holding at most *budget dirty pages in all:
+ * large requests are placed from the bottom, so the pages left resident
+ * are the ones they meet first. Lowers *budget and *cursor by what it
+ * takes and passes. Lock held. */
+static void collect_batch(uint32_t e, unsigned k, uint64_t *budget,
+			  uint32_t *cursor)
 {
 	zk_book.nbatch = 0;
-	uint32_t i = zk_book.free_head;
-	while (i != NIL && zk_book.nbatch < 64) {
-		uint32_t next = zk_book.nodes[i].next;
-		/* Runs are found in address order: the piece before a carved
-		 * run has none left, the piece after may. Pieces go to the
-		 * list's head, behind this walk. */
-		uint32_t rs, rn, x = i;
-		while (x != NIL && zk_book.nbatch < 64 &&
-		       old_run(&zk_book.nodes[x], e, k, &rs, &rn)) {
-			uint32_t trail;
-			if (!zk_carve(x, rs, rn, &trail))
-				break;
-			zk_book.batch[zk_book.nbatch].start = rs;
-			zk_book.batch[zk_book.nbatch].len = rn;
-			zk_book.nbatch++;
-			x = trail;
+	while (zk_book.nbatch < 64 && *budget > 0 && *cursor > 0) {
+		uint32_t x = zk_free_below(*cursor), rs, rn, trail;
+		if (x == NIL) {
+			*cursor = 0;
+			break;
 		}
-		i = next;
+		if (!old_run_below(&zk_book.nodes[x], e, k, *cursor, &rs,
+				   &rn)) {
+			*cursor = zk_book.nodes[x].start;
+			continue;
+		}
+		if (rn > *budget) { /* the top of the run only */
+			rs += rn - (uint32_t)*budget;
+			rn = (uint32_t)*budget;
+		}
+		uint64_t dirty = zk_bits_count(zk_book.dirty, rs, rn);
+		if (!zk_carve(x, rs, rn, &trail)) {
+			*cursor = 0; /* no room to split it: stop here */
+			break;
+		}
+		zk_book.batch[zk_book.nbatch].start = rs;
+		zk_book.batch[zk_book.nbatch].len = rn;
+		zk_book.nbatch++;
+		*budget -= dirty < *budget ? dirty : *budget;
+		*cursor = rs;
 	}
 }
 
@@ -96,6 +114,120 @@ void zk_reinsert_batch(void)
 
 static void release_quarantine(uint32_t before);
 
+/* How long ago (in phases before e, capped) group g was last used. */
+#define AGES 128
+
+static inline unsigned age_of(uint64_t g, uint32_t e)
+{
+	uint32_t d = e - atomic_load_explicit(&zk_book.age[g],
+					      memory_order_relaxed);
+	return d < AGES ? d : AGES - 1;
+}
+
+/* Free pages that may hold data (resident, or swapped out): in all, and
+ * by the age of their group (hist[d]: last used d phases before e).
+ * Lock held. */
+static uint64_t free_dirty_pages(uint32_t e, uint64_t hist[AGES])
+{
+	uint64_t n = 0;
+	memset(hist, 0, AGES * sizeof(hist[0]));
+	for (uint32_t i = zk_free_first(); i != NIL; i = zk_free_next(i)) {
+		uint64_t p = zk_book.nodes[i].start,
+			 end = p + zk_book.nodes[i].len;
+		while (p < end) {
+			uint64_t g = p >> GROUP_SHIFT;
+			uint64_t q = (g + 1) << GROUP_SHIFT;
+			if (q > end)
+				q = end;
+			uint64_t d = zk_bits_count(zk_book.dirty, (uint32_t)p,
+						   (uint32_t)(q - p));
+			hist[age_of(g, e)] += d;
+			n += d;
+			p = q;
+		}
+	}
+	return n;
+}
+
+/* The peak live bytes of the last RING phases, for the decay's budget;
+ * one more at each begin (begins are serialized). */
+#define RING 256
+static uint64_t peaks[RING];
+static unsigned peak_pos, peak_count;
+
+/* The median of v[0..n) (sorted in place; insertion sort, no allocation:
+ * this runs under the pool's lock). */
+static uint64_t median(uint64_t *v, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		uint64_t x = v[i];
+		unsigned j = i;
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+	return n ? v[n / 2] : 0;
+}
+
+/* The peak the free pages must still cover: the largest of the last k
+ * phases, and of the 16k before them (at most RING) the largest not over
+ * four times the typical (median) peak. A proof whose threads race to a
+ * higher peak now and then (measured: 16 to 53 MiB over 40 phases of the
+ * same work, tests/stress/stress_rotate.c) keeps its pages; a spike, one
+ * phase far above the others, is let go after k phases. */
+static uint64_t peak_to_keep(unsigned k)
+{
+	unsigned w = 16 * k < RING ? 16 * k : RING;
+	if (w > peak_count)
+		w = peak_count;
+	static uint64_t v[RING], sorted[RING];
+	uint64_t max = 0;
+	for (unsigned j = 1; j <= w; j++)
+		v[j - 1] = peaks[(peak_pos + RING - j) % RING];
+	for (unsigned j = 0; j < w && j < k; j++)
+		max = v[j] > max ? v[j] : max;
+	memcpy(sorted, v, w * sizeof(v[0]));
+	uint64_t typical = median(sorted, w);
+	for (unsigned j = k; j < w; j++)
+		if (v[j] <= 4 * typical && v[j] > max)
+			max = v[j];
+	return max;
+}
+
+/* Bytes of free pages to keep resident: the peak to keep beyond what is
+ * live now, plus an eighth (free ranges are not all where a request fits)
+ * and 2 MiB. Records the phase that ends. Lock held. */
+static uint64_t keep_bytes(unsigned k)
+{
+	uint64_t live = atomic_load_explicit(&zk_pool.stats.live_bytes,
+					     memory_order_relaxed);
+	peaks[peak_pos] = atomic_exchange_explicit(
+	    &zk_pool.stats.phase_peak, live, memory_order_relaxed);
+	peak_pos = (peak_pos + 1) % RING;
+	peak_count += peak_count < RING;
+	uint64_t max = peak_to_keep(k);
+	max += max / 8 + ((uint64_t)2 << 20);
+	return max > live ? max - live : 0;
+}
+
+/* Give back old dirty runs (groups none of the last k phases used), the
+ * highest first, until budget dirty pages are gone. */
+static void trim(uint32_t epoch, unsigned k, uint64_t *budget)
+{
+	uint32_t cursor = UINT32_MAX; /* from the top of the table */
+	while (*budget > 0 && cursor > 0) {
+		zk_pool_lock();
+		collect_batch(epoch, k, budget, &cursor);
+		zk_pool_unlock();
+		if (zk_book.nbatch == 0)
+			return;
+		give_back_batch(); /* outside the lock: the runs are ours */
+		zk_pool_lock();
+		zk_reinsert_batch();
+		zk_pool_unlock();
+	}
+}
+
 void zk_pool_begin(uint32_t epoch, unsigned k)
 {
 	if (__atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) == 0 ||
@@ -103,22 +235,26 @@ void zk_pool_begin(uint32_t epoch, unsigned k)
 		return;
 	if (zk_pool.quarantine && epoch >= 2)
 		release_quarantine(epoch - 1);
-	if (epoch <= k)
-		return; /* fewer than k phases so far: nothing is old */
-	for (;;) {
-		zk_pool_lock();
-		collect_batch(epoch, k);
-		unsigned n = zk_book.nbatch;
-		zk_pool_unlock();
-		if (n == 0)
-			return;
-		give_back_batch(); /* outside the lock: the runs are ours */
-		zk_pool_lock();
-		zk_reinsert_batch();
-		zk_pool_unlock();
-		if (n < 64)
-			return;
-	}
+	static uint64_t hist[AGES]; /* begins are serialized */
+	zk_pool_lock();
+	uint64_t keep = keep_bytes(k) >> zk_pool.shift;
+	uint64_t dirty = free_dirty_pages(epoch, hist);
+	zk_pool_unlock();
+	if (epoch <= k || dirty <= keep)
+		return; /* fewer than k phases so far, or nothing to spare */
+	/* Oldest first: the pages the longest unused go, down to what the
+	 * budget allows; only groups none of the last k phases used. */
+	uint64_t budget = dirty - keep, sum = 0;
+	unsigned oldest = AGES - 1;
+	while (oldest > k && sum + hist[oldest] < budget)
+		sum += hist[oldest--];
+	if (oldest <= k)
+		oldest = k;
+	/* Pass 1 takes the groups older than the last bucket, pass 2 what
+	 * the budget leaves of that bucket, from the top. */
+	trim(epoch, oldest, &budget);
+	if (oldest > k)
+		trim(epoch, oldest - 1, &budget);
 }
 
 /* ----------------------------------------------- checked mode */

@@ -74,13 +74,7 @@ static bool looks_like_metadata(size_t size, size_t align, bool zero)
 static void *overflow_map(size_t size, size_t align)
 {
 	void *p;
-	if (zk_os_reserve(size, align, &p) != 0)
-		return NULL;
-	if (zk_os_commit(p, size) != 0) {
-		zk_os_release(p, size);
-		return NULL;
-	}
-	return p;
+	return zk_os_map(size, align, &p) == 0 ? p : NULL;
 }
 
 static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,

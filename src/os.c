@@ -49,6 +49,21 @@ int zk_os_commit(void *addr, size_t size)
 	return mprotect(addr, size, PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
 }
 
+int zk_os_map(size_t size, size_t align, void **out)
+{
+	void *p;
+	int err = zk_os_reserve(size, align, &p);
+	if (err != 0)
+		return err;
+	if (mprotect(p, size, PROT_READ | PROT_WRITE) != 0) {
+		err = errno;
+		munmap(p, size);
+		return err;
+	}
+	*out = p;
+	return 0;
+}
+
 int zk_os_purge(void *addr, size_t size)
 {
 	return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;

@@ -21,8 +21,14 @@ int zk_os_reserve(size_t size, size_t align, void **out);
 int zk_os_commit(void *addr, size_t size);
 
 /* Tests only: when set, zk_os_commit fails with its result (a commit
- * limit simulation). */
+ * limit simulation for the region, which is committed in 64 MiB steps). */
 extern int (*zk_os_commit_fault)(size_t size);
+
+/* A mapping of its own, readable and writable, of size bytes aligned to
+ * align (the pool's overflow; zk_os_release gives it back). Charged to the
+ * commit limit at once; zk_os_commit_fault does not apply. Returns 0 or
+ * the mmap/mprotect errno. */
+int zk_os_map(size_t size, size_t align, void **out);
 
 /* Give the pages of a committed range back to the kernel; the range stays
  * committed and reads as zero afterwards (MADV_DONTNEED). */

@@ -383,7 +383,7 @@ EXPORT void *calloc(size_t n, size_t size)
  * three; jemalloc's realloc is taken only where it agrees (size > 0). */
 static inline void *realloc_impl(void *p, size_t size)
 {
-	if (in_step() && likely(size != 0) && likely(!zk_check_on)) {
+	if (in_step() && likely(size != 0) && likely(!check_on())) {
 		void *q = REAL(realloc)(p, size);
 		if (unlikely(q == NULL))
 			errno = ENOMEM; /* jemalloc's realloc leaves it */
@@ -490,7 +490,7 @@ EXPORT void *rallocx(void *p, size_t size, int flags)
 {
 	void *(*f)(void *, size_t, int) = REAL(rallocx);
 	if (likely(f != NULL) && in_step() && likely(p != NULL && size != 0) &&
-	    likely(!zk_check_on))
+	    likely(!check_on()))
 		return f(p, size, flags);
 	return zk_rallocx(p, size, flags);
 }
@@ -513,7 +513,7 @@ EXPORT size_t nallocx(size_t size, int flags)
 EXPORT void dallocx(void *p, int flags)
 {
 	void (*f)(void *, int) = REAL(dallocx);
-	if (likely(f != NULL) && likely(p != NULL) && likely(!zk_check_on)) {
+	if (likely(f != NULL) && likely(p != NULL) && likely(!check_on())) {
 		f(p, flags);
 		return;
 	}
@@ -523,7 +523,7 @@ EXPORT void dallocx(void *p, int flags)
 EXPORT void sdallocx(void *p, size_t size, int flags)
 {
 	void (*f)(void *, size_t, int) = REAL(sdallocx);
-	if (likely(f != NULL) && likely(p != NULL) && likely(!zk_check_on)) {
+	if (likely(f != NULL) && likely(p != NULL) && likely(!check_on())) {
 		f(p, size, flags);
 		return;
 	}

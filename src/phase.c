@@ -147,7 +147,7 @@ static void reserve_region(void)
 				    zk_pool_footprint(size) / MiB);
 	}
 	int err = zk_pool_init(size, zk_g.opt[ZK_OPT_THP] == ZK_THP_ALWAYS,
-			       zk_check_on);
+			       check_on());
 	if (err != 0) {
 		zk_os_warnf("zkalloc: warning: cannot reserve the phase region "
 			    "(error %d: %s, %zu MiB); phases use plain "

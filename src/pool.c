@@ -321,8 +321,14 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 	}
 	*zero = *zero || fresh;
 	zk_bits_set(zk_book.dirty, s, n, true); /* jemalloc may write any of it */
-	ADD(live_bytes, size);
+	uint64_t live = ADD(live_bytes, size) + size;
 	ADD(live_extents, 1);
+	uint64_t peak = atomic_load_explicit(&zk_pool.stats.phase_peak,
+					     memory_order_relaxed);
+	while (live > peak && !atomic_compare_exchange_weak_explicit(
+				  &zk_pool.stats.phase_peak, &peak, live,
+				  memory_order_relaxed, memory_order_relaxed))
+		;
 	if (meta) {
 		ADD(meta_bytes, size);
 		ADD(meta_extents, 1);
@@ -453,7 +459,10 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	zk_book.nodes = (node_t *)((char *)meta + l.nodes);
 	zk_book.max_nodes = l.max_nodes;
 	zk_book.unused = zk_book.q_head = zk_book.q_tail = NIL;
-	zk_book.root = zk_book.free_head = NIL;
+	zk_book.root = NIL;
+	for (unsigned c = 0; c < CLASSES; c++)
+		zk_book.heads[c] = NIL;
+	memset(zk_book.nonempty, 0, sizeof(zk_book.nonempty));
 	zk_pool.shift = shift;
 	zk_pool.pages = (uint32_t)pages;
 	zk_pool.quarantine = quarantine_on;

@@ -56,6 +56,7 @@ typedef struct zk_pool_stats {
 	_Atomic uint64_t mprotect_failures;	   /* refused mprotect calls */
 	_Atomic uint64_t commit_failures;	   /* refused commits */
 	_Atomic uint64_t dalloc_refused; /* ranges left to their arena */
+	_Atomic uint64_t phase_peak;	 /* most live_bytes since the begin */
 	_Atomic uint64_t quarantined_bytes;	   /* checked mode, now */
 } zk_pool_stats_t;
 
@@ -118,9 +119,12 @@ void zk_pool_note_split(void);
 void zk_pool_note_merge(void);
 
 /* The decay, run by zk_begin_phase for phase `epoch`: give back to the
- * kernel (MADV_DONTNEED) the free pages of every 64-page group that none
- * of the k phases before it allocated or freed. In checked mode, also
- * return to reuse the ranges freed before phase epoch - 1. */
+ * kernel (MADV_DONTNEED) free pages of 64-page groups that none of the k
+ * phases before it allocated or freed, as long as the free pages left
+ * resident still cover the largest peak of those phases (plus an eighth):
+ * a phase whose threads happen to race to a higher peak than the last one
+ * does not fault again. In checked mode, also return to reuse the ranges
+ * freed before phase epoch - 1. */
 void zk_pool_begin(uint32_t epoch, unsigned k);
 
 /* The phase the age stamps use from now on (set by zk_begin_phase). */

@@ -18,6 +18,7 @@
  * few mprotect calls. */
 #define COMMIT_STEP ((size_t)64 << 20)
 #define NODE_STEP   4096u
+#define CLASSES	    256u /* free lists by length (ranges.c) */
 
 enum { NODE_UNUSED = 0, NODE_FREE, NODE_QUARANTINE };
 
@@ -42,8 +43,11 @@ typedef struct pool_book {
 	_Atomic uint32_t *age;
 	node_t *nodes;
 	uint32_t max_nodes, node_hw, node_committed, unused;
-	uint32_t root;	    /* the treap of free ranges */
-	uint32_t free_head; /* every free range, in no order */
+	uint32_t root; /* the treap of free ranges */
+	/* Free ranges by length: heads[n] lists those of n pages (n <
+	 * CLASSES), heads[0] the longer ones; a bit of nonempty per list. */
+	uint32_t heads[CLASSES];
+	uint64_t nonempty[CLASSES / 64];
 	uint32_t q_head, q_tail; /* quarantine, oldest first */
 	uint32_t top;		 /* pages above it were never handed out */
 	uint32_t committed;	 /* pages made writable */
@@ -123,14 +127,18 @@ int zk_pool_commit_bytes(char *lo, char *hi);
 
 /* The range table (ranges.c), lock held: a node, given back; make a range
  * free (merged with free neighbours); take a range out of the free node
- * that holds it; the free node ending (starting) at a page; where a
- * request goes in a node; the lowest node a request fits in. */
+ * that holds it; the free node ending (starting) at a page, or the highest
+ * starting below one; every free node (first, next); where a request goes
+ * in a node; the node a request goes to. */
 uint32_t zk_node_new(void);
 void zk_node_release(uint32_t i);
 bool zk_insert_free(uint32_t s, uint32_t n);
 bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out);
 uint32_t zk_free_ending_at(uint32_t e);
 uint32_t zk_free_starting_at(uint32_t s);
+uint32_t zk_free_below(uint32_t limit);
+uint32_t zk_free_first(void);
+uint32_t zk_free_next(uint32_t i);
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a);
 uint32_t zk_find_fit(uint32_t n, uint32_t a);
 

@@ -1,11 +1,12 @@
 /*
- * The pool's table of free ranges, for an address-ordered first fit: a
- * request takes the lowest free range it fits in. Ranges are kept in a
- * treap ordered by address in which every node also knows the largest
- * range of its subtree, so the first fit is one walk from the root; a
- * boundary map (page -> range starting or ending there) finds a freed
- * range's free neighbours to merge with. Everything here runs with the
- * pool lock held.
+ * The pool's table of free ranges: a large request takes the lowest free
+ * range it fits in (address-ordered first fit), a small one the shortest
+ * (best fit; see zk_find_fit). Ranges are kept in a treap ordered by
+ * address in which every node also knows the largest range of its
+ * subtree, so the first fit is one walk from the root, and in lists by
+ * length, so the best fit for a small request is a bit scan; a boundary
+ * map (page -> range starting or ending there) finds a freed range's free
+ * neighbours to merge with. Everything here runs with the pool lock held.
  *
  * Why first fit by address: a proof's requests come in a slightly
  * different order every time its threads race; packing them at the bottom
@@ -16,6 +17,8 @@
  * address for the same reasons).
  */
 #include "pool_impl.h"
+
+#define N(i) (zk_book.nodes[i])
 
 uint32_t zk_node_new(void)
 {
@@ -47,8 +50,6 @@ void zk_node_release(uint32_t i)
 }
 
 /* ------------------------------------------------------------ treap */
-
-#define N(i) (zk_book.nodes[i])
 
 /* A fixed pseudo-random priority per node index: the treap's shape. */
 static inline uint32_t prio(uint32_t i)
@@ -101,7 +102,66 @@ static uint32_t merge(uint32_t a, uint32_t b)
 	return b;
 }
 
-/* Put free node i (start, len set) in the treap, the list and the map. */
+/* ------------------------------------------------- lists by length */
+
+static inline unsigned class_of(uint32_t len)
+{
+	return len < CLASSES ? len : 0;
+}
+
+static void list_push(uint32_t i)
+{
+	unsigned c = class_of(N(i).len);
+	N(i).prev = NIL;
+	N(i).next = zk_book.heads[c];
+	if (N(i).next != NIL)
+		N(N(i).next).prev = i;
+	zk_book.heads[c] = i;
+	zk_book.nonempty[c / 64] |= (uint64_t)1 << (c % 64);
+}
+
+static void list_unlink(uint32_t i)
+{
+	unsigned c = class_of(N(i).len);
+	if (N(i).prev != NIL)
+		N(N(i).prev).next = N(i).next;
+	else
+		zk_book.heads[c] = N(i).next;
+	if (N(i).next != NIL)
+		N(N(i).next).prev = N(i).prev;
+	if (zk_book.heads[c] == NIL)
+		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
+}
+
+/* The first nonempty list from class c up (CLASSES: none). */
+static unsigned next_class(unsigned c)
+{
+	for (unsigned w = c / 64; w < CLASSES / 64; w++) {
+		uint64_t m = zk_book.nonempty[w];
+		if (w == c / 64)
+			m &= ~(uint64_t)0 << (c % 64);
+		if (m != 0)
+			return w * 64 + (unsigned)__builtin_ctzll(m);
+	}
+	return CLASSES;
+}
+
+uint32_t zk_free_first(void)
+{
+	unsigned c = next_class(0);
+	return c < CLASSES ? zk_book.heads[c] : NIL;
+}
+
+uint32_t zk_free_next(uint32_t i)
+{
+	if (N(i).next != NIL)
+		return N(i).next;
+	unsigned c = class_of(N(i).len) + 1;
+	c = c < CLASSES ? next_class(c) : CLASSES;
+	return c < CLASSES ? zk_book.heads[c] : NIL;
+}
+
+/* Put free node i (start, len set) in the treap, its list and the map. */
 static void range_insert(uint32_t i)
 {
 	node_t *x = &N(i);
@@ -111,12 +171,7 @@ static void range_insert(uint32_t i)
 	uint32_t lo, hi;
 	split(zk_book.root, x->start, &lo, &hi);
 	zk_book.root = merge(merge(lo, i), hi);
-	/* the list of free nodes (any order), for the decay's walk */
-	x->prev = NIL;
-	x->next = zk_book.free_head;
-	if (x->next != NIL)
-		N(x->next).prev = i;
-	zk_book.free_head = i;
+	list_push(i);
 	zk_book.map[x->start] = i + 1;
 	zk_book.map[x->start + x->len - 1] = i + 1;
 	atomic_fetch_add_explicit(&zk_pool.free_bytes, bytes_of(x->len),
@@ -130,12 +185,7 @@ static void range_remove(uint32_t i)
 	split(zk_book.root, x->start, &lo, &mid);
 	split(mid, x->start + 1, &mid, &hi);
 	zk_book.root = merge(lo, hi); /* mid is i alone */
-	if (x->prev != NIL)
-		N(x->prev).next = x->next;
-	else
-		zk_book.free_head = x->next;
-	if (x->next != NIL)
-		N(x->next).prev = x->prev;
+	list_unlink(i);
 	if (zk_book.map[x->start] == i + 1)
 		zk_book.map[x->start] = 0;
 	if (zk_book.map[x->start + x->len - 1] == i + 1)
@@ -165,6 +215,21 @@ uint32_t zk_free_starting_at(uint32_t s)
 		return NIL;
 	node_t *x = &N(i - 1);
 	return x->state == NODE_FREE && x->start == s ? i - 1 : NIL;
+}
+
+/* The free node with the highest start below page limit, or NIL. */
+uint32_t zk_free_below(uint32_t limit)
+{
+	uint32_t t = zk_book.root, best = NIL;
+	while (t != NIL) {
+		if (N(t).start < limit) {
+			best = t;
+			t = N(t).right;
+		} else {
+			t = N(t).left;
+		}
+	}
+	return best;
 }
 
 /* Make [s, s + n) free, merged with its free neighbours. Returns false if
@@ -227,19 +292,36 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 	return true;
 }
 
-/* Where in free node x a request of n pages aligned to a goes: its start
- * (rounded up to the alignment; the node fits). */
+/* Requests below this many bytes are "small": jemalloc's slabs of small
+ * blocks and its small large blocks, many of which live long (a slab one
+ * block of which stays allocated). They go to the shortest free range that
+ * holds them (best fit), at its end; large requests go to the lowest free
+ * range that holds them (address-ordered first fit), at its start. Small
+ * blocks then fill the holes other small blocks left, and never land at
+ * the edge of the range a big buffer freed, where they would keep that
+ * buffer from fitting there again. */
+#define SMALL_BYTES ((size_t)1 << 20)
+
+static inline bool is_small(uint32_t n)
+{
+	return bytes_of(n) < SMALL_BYTES;
+}
+
+/* Where in free node x a request of n pages aligned to a goes: a large one
+ * at its start, a small one at its end (the node fits). */
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a)
 {
-	(void)n;
+	if (is_small(n)) {
+		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
+		if (at >= x->start)
+			return (uint32_t)at;
+	}
 	return (uint32_t)align_up(x->start, a);
 }
 
-/* The lowest free node that holds n pages aligned to a, or NIL. An aligned
- * request asks for room for any start (n + a - 1 pages). */
-uint32_t zk_find_fit(uint32_t n, uint32_t a)
+/* The lowest node of the treap that holds need pages, or NIL. */
+static uint32_t first_fit(uint64_t need)
 {
-	uint64_t need = a > 1 ? (uint64_t)n + a - 1 : n;
 	uint32_t t = zk_book.root;
 	while (t != NIL && N(t).max >= need) {
 		if (maxlen(N(t).left) >= need)
@@ -250,4 +332,33 @@ uint32_t zk_find_fit(uint32_t n, uint32_t a)
 			t = N(t).right;
 	}
 	return NIL;
+}
+
+/* Long ranges looked at for a small request no short range holds. */
+#define LONG_LOOKS 32
+
+/* The shortest free node that holds need pages, or NIL: from the lists of
+ * short ranges, else the shortest of the first few long ones. */
+static uint32_t best_fit(uint64_t need)
+{
+	if (need < CLASSES) {
+		unsigned c = next_class((unsigned)need);
+		if (c < CLASSES)
+			return zk_book.heads[c];
+	}
+	uint32_t best = NIL;
+	unsigned looked = 0;
+	for (uint32_t i = zk_book.heads[0]; i != NIL && looked < LONG_LOOKS;
+	     i = N(i).next, looked++)
+		if (N(i).len >= need && (best == NIL || N(i).len < N(best).len))
+			best = i;
+	return best != NIL ? best : first_fit(need);
+}
+
+/* The free node a request of n pages aligned to a goes to, or NIL. An
+ * aligned request asks for room for any start (n + a - 1 pages). */
+uint32_t zk_find_fit(uint32_t n, uint32_t a)
+{
+	uint64_t need = a > 1 ? (uint64_t)n + a - 1 : n;
+	return is_small(n) ? best_fit(need) : first_fit(need);
 }

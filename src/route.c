@@ -130,7 +130,7 @@ static void checked_free(void *p, const char *op)
 
 void zk_free(void *p)
 {
-	if (unlikely(zk_check_on))
+	if (unlikely(check_on()))
 		checked_free(p, "zk_free");
 	else if (likely(je_malloc_is_jemalloc))
 		je_free(p);
@@ -140,7 +140,7 @@ void zk_free(void *p)
 
 void zk_dallocx(void *p, int flags)
 {
-	if (unlikely(zk_check_on))
+	if (unlikely(check_on()))
 		checked_free(p, "zk_dallocx");
 	else if (likely(p != NULL))
 		je_dallocx(p, flags);
@@ -148,7 +148,7 @@ void zk_dallocx(void *p, int flags)
 
 void zk_sdallocx(void *p, size_t size, int flags)
 {
-	if (unlikely(zk_check_on))
+	if (unlikely(check_on()))
 		checked_free(p, "zk_sdallocx");
 	else if (likely(p != NULL))
 		je_sdallocx(p, size, flags);
@@ -160,7 +160,7 @@ void *zk_rallocx(void *p, size_t size, int flags)
 		return zk_mallocx(size, flags);
 	if (size == 0)
 		size = 1;
-	if (unlikely(zk_check_on)) {
+	if (unlikely(check_on())) {
 		zk_check_pointer(p, "zk_realloc");
 		flags |= MALLOCX_TCACHE_NONE;
 	}
@@ -191,14 +191,14 @@ void *zk_realloc(void *p, size_t size)
 
 size_t zk_xallocx(void *p, size_t size, size_t extra, int flags)
 {
-	if (unlikely(zk_check_on))
+	if (unlikely(check_on()))
 		zk_check_pointer(p, "zk_xallocx");
 	return je_xallocx(p, size ? size : 1, extra, flags);
 }
 
 size_t zk_sallocx(const void *p, int flags)
 {
-	if (unlikely(zk_check_on))
+	if (unlikely(check_on()))
 		zk_check_pointer(p, "zk_sallocx");
 	return je_sallocx(p, flags);
 }

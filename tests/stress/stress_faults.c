@@ -349,7 +349,9 @@ static int commit_refused(void *arg)
 	if (zk_begin_phase() != 0)
 		return 2;
 	unsigned char *a = zk_malloc(8 * MiB), *b = zk_malloc(8 * MiB);
-	if (a == NULL || b == NULL || !zk_owns(a) || !zk_owns(b))
+	unsigned char *g = zk_malloc(8 * MiB); /* b's range is not the top */
+	if (a == NULL || b == NULL || g == NULL || !zk_owns(a) ||
+	    !zk_owns(b) || !zk_owns(g))
 		return 3;
 	tu_fill(a, 8 * MiB, 1);
 	zk_free(b); /* a free range to reuse below */
@@ -386,6 +388,7 @@ static int commit_refused(void *arg)
 		zk_free(p[i]);
 	zk_free(a);
 	zk_free(c);
+	zk_free(g);
 	zk_free(reused);
 	zk_end_phase();
 	return 0;
