@@ -56,8 +56,8 @@ check() {
 	last=$ref
 }
 
-all="malloc ideal zk zk-min zk-thp zk-check"
-check small "" "malloc malloc-1thread $all" --preset small --log-n 11 --small 5000 --proofs 2
+all="malloc ideal zk zk-min zk-check"
+check small "" "malloc malloc-1thread $all zk-thp" --preset small --log-n 11 --small 5000 --proofs 2
 # rotate: the trace of proof 1 from a new thread, of proof 2 from worker 1, of
 # proof 3 from another new thread; same problem as steady
 check steady3 "" "malloc ideal zk" --preset small --log-n 11 --small 5000 --proofs 3 --threads 3
@@ -65,7 +65,7 @@ check rotate "$last" "$all" --preset small --log-n 11 --small 5000 --proofs 3 --
 check spike "" "$all" --preset small --log-n 11 --small 2000 --proofs 5 --threads 3 --scenario spike --spike-mib 8
 check vary "" "malloc ideal zk" --preset vary --proofs 3 --log-n 11 --small 2000
 check grow "" "malloc ideal zk zk-min" --preset grow --proofs 2 --log-n 11 --small 2000
-check columns "" "$all" --scenario columns --preset small --proofs 3 --threads 3
+check columns "" "$all zk-thp" --scenario columns --preset small --proofs 3 --threads 3
 check columns-1thread "" "malloc ideal zk zk-min" --scenario columns --preset small --proofs 2 --threads 1
 
 # the live-bytes yardstick counts the sizes the workload asks for: on one
