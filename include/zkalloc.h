@@ -37,9 +37,10 @@
  * given back to the kernel.
  *
  * Everything is thread-safe unless a line says otherwise. Nothing here
- * aborts: when the pool cannot serve a request (region not reserved or
- * full, a refused commit) jemalloc's own mappings serve it and it is
- * counted as overflow. The one exception is checked mode (ZK_ALLOC_CHECK=1,
+ * aborts: when the pool cannot serve a request (region full, a refused
+ * commit) a mapping of its own serves it and it is counted as overflow;
+ * without a region (its reservation refused) jemalloc serves everything
+ * as it would without zkalloc. The one exception is checked mode (ZK_ALLOC_CHECK=1,
  * off by default), which reports a proven use after free or double free of
  * pool memory (pointer, range, the phase it was freed in, the current
  * phase) and aborts; README.md ("Guarantees") lists what it catches.
@@ -164,8 +165,9 @@ ZK_API size_t zk_nallocx(size_t size, int flags);
 ZK_API bool zk_owns(const void *p);
 
 /* Opt-in for code that calls je_mallocx itself: MALLOCX_ARENA(i) of this
- * thread's zkalloc arena, or 0 when no phase is active or the pool is not
- * reserved. Creates the arena on first use. Blocks made with it are
+ * thread's zkalloc arena | MALLOCX_TCACHE_NONE (a thread cache would hand
+ * back blocks of any arena), or 0 when no phase is active or the pool is
+ * not reserved. Creates the arena on first use. Blocks made with it are
  * ordinary jemalloc blocks: free them any way jemalloc accepts. */
 ZK_API int zk_arena_flags(void);
 
@@ -219,9 +221,9 @@ typedef struct zk_stats {
 	size_t resident_bytes; /* pool bytes resident now (mincore) */
 	size_t max_slab_resident; /* unused (0) */
 	uint64_t overflow_count; /* requests of zkalloc's arenas the pool
-				    could not serve: jemalloc's own mappings
+				    could not serve: mappings of their own
 				    served them (region full, a refused
-				    commit, no region) */
+				    commit) */
 	uint64_t overflow_bytes;
 	uint64_t arenas_created;   /* zkalloc arenas created */
 	uint64_t arenas_destroyed; /* unused (0): arenas live for good */

@@ -2,10 +2,8 @@
  * zkalloc for C++: a scope guard for phases, zk::phase(f), and a standard
  * allocator. Header only; link libzkalloc (pkg-config zkalloc) as for C.
  *
- * The phase contract of zkalloc.h holds unchanged: memory a phase handed out
- * (including a container's buffer) must be dropped before the next phase
- * begins. A container that outlives its phase must not keep phase memory:
- * build it outside the phase, or copy it out before the phase ends.
+ * As in zkalloc.h, every block stays valid until it is freed: a container
+ * filled inside one phase may be kept and used in every later one.
  */
 #ifndef ZKALLOC_HPP
 #define ZKALLOC_HPP
@@ -64,8 +62,8 @@ template <class F> auto phase(F &&f) -> decltype(std::forward<F>(f)())
 	return std::forward<F>(f)();
 }
 
-/* A standard allocator over zk_malloc/zk_aligned_alloc/zk_free: inside a
- * phase, large requests get phase memory. Stateless: every instance can
+/* A standard allocator over zk_malloc/zk_aligned_alloc/zk_free: routed like
+ * zk_malloc (in a phase, from the pool). Stateless: every instance can
  * free what another allocated. Throws std::bad_alloc (or
  * std::bad_array_new_length on size overflow) like std::allocator. */
 template <class T> struct allocator {

@@ -3,14 +3,23 @@
 //! * default: the installed libzkalloc.so, found with the `pkg-config` binary
 //!   (`pkg-config --libs zkalloc`, which also names Debian's libjemalloc).
 //!   PKG_CONFIG_PATH=<repo>/build/meson-uninstalled picks an uninstalled meson
-//!   build instead. Library directories outside the system ones get an rpath
-//!   for this package's own tests and examples.
-//! * feature `bundled`: the core sources (../src, the list in src/meson.build)
-//!   compiled with the system C compiler into a static library, against the
-//!   header of a prefixed jemalloc (tikv-jemallocator's `_rjem_` build) in
-//!   $ZKALLOC_JEMALLOC_DIR/include, and that jemalloc's static library from
-//!   $ZKALLOC_JEMALLOC_DIR/lib linked too, unless ZKALLOC_JEMALLOC_LINK=0 (the
-//!   binary already links it, e.g. through tikv-jemalloc-sys).
+//!   build instead. A library directory outside the system ones gets an
+//!   rpath (issue 13: no LD_LIBRARY_PATH needed) in this package's tests and
+//!   examples; other binaries take it from DEP_ZKALLOC_LINK_ARGS (cargo
+//!   passes a library's link arguments to no other package).
+//! * feature `bundled`: the core sources compiled with the system C compiler
+//!   into a static library, against the header of a jemalloc with a symbol
+//!   prefix (tikv-jemallocator's `_rjem_` build) in
+//!   $ZKALLOC_JEMALLOC_DIR/include, exactly as src/meson.build compiles them
+//!   for `-Djemalloc_prefix` (same files, same -D defines, wrap.c), and that
+//!   jemalloc's static library from $ZKALLOC_JEMALLOC_DIR/lib linked too,
+//!   unless ZKALLOC_JEMALLOC_LINK=0 (the binary already links it, e.g.
+//!   through tikv-jemalloc-sys).
+//!
+//! Metadata for the build scripts of packages that depend on this one
+//! (`links = "zkalloc"`): DEP_ZKALLOC_LINK (bundled, shared, static) and
+//! DEP_ZKALLOC_LINK_ARGS (space-separated linker arguments a final binary
+//! should get: the rpath; in bundled mode the --wrap flags).
 //!
 //! No crates: std::process::Command only, so the crate builds offline.
 
@@ -19,23 +28,29 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "link_plan.rs"]
+mod link_plan;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    // How the crate ended up linked, for tests/linkage.rs: zkalloc_link is
-    // bundled, shared (libzkalloc.so) or static (libzkalloc.a from
-    // pkg-config); zkalloc_je is the jemalloc's symbol prefix (rjem:
-    // _rjem_, plain: none, other).
+    println!("cargo:rerun-if-changed=link_plan.rs");
+    // How the crate ended up linked, for the tests: zkalloc_link is bundled,
+    // shared (libzkalloc.so) or static (libzkalloc.a from pkg-config);
+    // zkalloc_je is the jemalloc's symbol prefix (rjem: _rjem_, plain: none,
+    // other).
     println!(
         "cargo:rustc-check-cfg=cfg(zkalloc_link, values(\"bundled\", \"shared\", \"static\"))"
     );
     println!("cargo:rustc-check-cfg=cfg(zkalloc_je, values(\"rjem\", \"plain\", \"other\"))");
-    let (link, je) = if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
+    let (link, je, link_args) = if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
         bundled()
     } else {
         pkg_config()
     };
     println!("cargo:rustc-cfg=zkalloc_link=\"{link}\"");
     println!("cargo:rustc-cfg=zkalloc_je=\"{je}\"");
+    println!("cargo:link={link}");
+    println!("cargo:link_args={}", link_args.join(" "));
 }
 
 fn fail(msg: &str) -> ! {
@@ -44,7 +59,7 @@ fn fail(msg: &str) -> ! {
 
 // ---------------------------------------------------------------- pkg-config
 
-fn pkg_config() -> (&'static str, &'static str) {
+fn pkg_config() -> (&'static str, &'static str, Vec<String>) {
     for v in [
         "PKG_CONFIG",
         "PKG_CONFIG_PATH",
@@ -71,65 +86,26 @@ fn pkg_config() -> (&'static str, &'static str) {
     }
     let libs =
         String::from_utf8(out.stdout).unwrap_or_else(|_| fail("pkg-config printed non-UTF-8"));
-    let system_dirs = [
-        "/lib",
-        "/usr/lib",
-        "/lib64",
-        "/usr/lib64",
-        "/usr/lib/x86_64-linux-gnu",
-        "/lib/x86_64-linux-gnu",
-    ];
     let rpath = env::var_os("ZKALLOC_NO_RPATH").is_none();
-    let mut saw_zkalloc = false;
-    let mut wl = Vec::new();
-    let mut shared = false;
-    for tok in libs.split_whitespace() {
-        if let Some(dir) = tok.strip_prefix("-L") {
-            println!("cargo:rustc-link-search=native={dir}");
-            shared |= Path::new(dir).join("libzkalloc.so").exists();
-            if rpath && !system_dirs.contains(&dir.trim_end_matches('/')) {
-                // Only this package's tests and examples get it (cargo
-                // applies link-arg to the package's own final artifacts).
-                println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-            }
-        } else if let Some(lib) = tok.strip_prefix("-l") {
-            saw_zkalloc |= lib == "zkalloc";
-            println!("cargo:rustc-link-lib={lib}");
-        } else if tok == "-pthread" {
-            println!("cargo:rustc-link-lib=pthread");
-        } else if tok.starts_with("-Wl,") {
-            // A meson build with -Djemalloc_prefix links with --wrap flags.
-            // Cargo passes link-arg only to this package's own binaries.
-            println!("cargo:rustc-link-arg={tok}");
-            wl.push(tok);
-        }
+    let plan = link_plan::pkg_config_plan(&libs, rpath, &|p| Path::new(p).is_file())
+        .unwrap_or_else(|e| fail(&e));
+    for d in &plan.directives {
+        println!("{d}");
     }
-    if !wl.is_empty() {
-        println!(
-            "cargo:warning=libzkalloc asks for linker flags ({}), which cargo passes to this package's own \
-             tests and examples only; a libzkalloc built for a prefixed jemalloc (-Djemalloc_prefix) is meant \
-             for C/C++: Rust programs with tikv's _rjem_ jemalloc use --features bundled",
-            wl.join(" ")
-        );
+    if let Some(w) = &plan.warning {
+        println!("cargo:warning={w}");
     }
-    if !saw_zkalloc {
-        fail(&format!(
-            "`{pc} --libs zkalloc` did not name -lzkalloc: {libs}"
-        ));
-    }
-    let je = if wl.iter().any(|t| t.contains("--wrap=_rjem_")) {
-        "rjem"
-    } else if wl.iter().any(|t| t.contains("--wrap=")) {
-        "other"
-    } else {
-        "plain"
-    };
-    (if shared { "shared" } else { "static" }, je)
+    // For tests/rpath.rs: where libzkalloc.so is expected to be loaded from.
+    println!(
+        "cargo:rustc-env=ZKALLOC_RPATH_DIRS={}",
+        plan.rpath_dirs.join(":")
+    );
+    (plan.link, plan.je, plan.link_args)
 }
 
 // ------------------------------------------------------------------- bundled
 
-fn bundled() -> (&'static str, &'static str) {
+fn bundled() -> (&'static str, &'static str, Vec<String>) {
     for v in [
         "ZKALLOC_JEMALLOC_DIR",
         "ZKALLOC_JEMALLOC_LINK",
@@ -155,47 +131,58 @@ fn bundled() -> (&'static str, &'static str) {
         ),
     };
     let je_header = je.join("include/jemalloc/jemalloc.h");
-    if !je_header.is_file() {
-        fail(&format!(
-            "{} not found (ZKALLOC_JEMALLOC_DIR)",
-            je_header.display()
-        ));
-    }
     println!("cargo:rerun-if-changed={}", je_header.display());
-    let je_kind = header_prefix(&je_header);
+    let prefix = fs::read_to_string(&je_header)
+        .ok()
+        .and_then(|t| link_plan::header_prefix(&t))
+        .unwrap_or_else(|| {
+            fail(&format!(
+                "{} is missing or has no je_mallctl define: not a jemalloc 5 header (ZKALLOC_JEMALLOC_DIR)",
+                je_header.display()
+            ))
+        });
 
-    let (sources, core_args) = core_sources(&src);
+    let mb = src.join("meson.build");
+    println!("cargo:rerun-if-changed={}", mb.display());
+    let meson = fs::read_to_string(&mb).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read {} ({e}): feature `bundled` compiles zkalloc's C sources, which live next to rust/ \
+             in the zkalloc repository (or set ZKALLOC_SRC_DIR to that repository)",
+            mb.display()
+        ))
+    });
+    let core = link_plan::core_build(&meson, &prefix).unwrap_or_else(|e| fail(&e));
+
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let ar = env::var("AR").unwrap_or_else(|_| "ar".into());
     let extra: Vec<String> = env::var("CFLAGS")
         .map(|s| s.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
+    let mut args = core.c_args.clone();
+    args.push(format!("-I{}", je.join("include").display()));
+    args.push(format!("-I{}", include.display()));
+    args.push("-iquote".into());
+    args.push(src.display().to_string());
+    args.extend(extra);
 
+    let mut files: Vec<PathBuf> = core.sources.iter().map(|n| src.join(n)).collect();
+    if !core.wrapped.is_empty() {
+        let text =
+            link_plan::real_fallback_source(&prefix, &core.wrapped).unwrap_or_else(|e| fail(&e));
+        let f = out.join("real_fallback.c");
+        fs::write(&f, text).unwrap();
+        files.push(f);
+    }
     let mut objects = Vec::new();
-    for name in &sources {
-        let c = src.join(name);
+    for c in &files {
         println!("cargo:rerun-if-changed={}", c.display());
-        let obj = out.join(name.replace(".c", ".o"));
-        // zk_c_args of src/meson.build, plus what meson adds for zk_core
-        // itself (-std=gnu11, PIC, hidden visibility).
+        let stem = c.file_stem().unwrap().to_string_lossy();
+        let obj = out.join(format!("{stem}.o"));
         let status = Command::new(&cc)
-            .args([
-                "-std=gnu11",
-                "-O2",
-                "-g",
-                "-fPIC",
-                "-fvisibility=hidden",
-                "-pthread",
-            ])
-            .args(&core_args)
-            .arg(format!("-I{}", je.join("include").display()))
-            .arg(format!("-I{}", include.display()))
-            .arg("-iquote")
-            .arg(&src)
-            .args(&extra)
+            .args(&args)
             .arg("-c")
-            .arg(&c)
+            .arg(c)
             .arg("-o")
             .arg(&obj)
             .status()
@@ -254,81 +241,13 @@ fn bundled() -> (&'static str, &'static str) {
     for l in ["pthread", "dl", "m"] {
         println!("cargo:rustc-link-lib={l}");
     }
-    ("bundled", je_kind)
-}
-
-/// The symbol prefix jemalloc.h maps the je_ names to: its
-/// `#  define je_mallctl <prefix>mallctl` line.
-fn header_prefix(header: &Path) -> &'static str {
-    let text = fs::read_to_string(header).unwrap_or_default();
-    for line in text.lines() {
-        let mut w = line.trim_start_matches('#').split_whitespace();
-        if w.next() == Some("define") && w.next() == Some("je_mallctl") {
-            return match w.next().and_then(|t| t.strip_suffix("mallctl")) {
-                Some("_rjem_") => "rjem",
-                Some("") => "plain",
-                _ => "other",
-            };
-        }
+    // The --wrap flags route the binary's own <prefix>mallocx, mallctl, ...
+    // calls (tikv-jemallocator's) to zkalloc, as zkalloc.pc does for C.
+    // This package's tests and examples get them; without them the core
+    // still reaches jemalloc (real_fallback.c) and only those direct calls
+    // bypass zkalloc.
+    for a in &core.link_args {
+        println!("cargo:rustc-link-arg={a}");
     }
-    fail(&format!(
-        "{} has no je_mallctl define: not a jemalloc 5 header",
-        header.display()
-    ))
-}
-
-/// The core's C files and compiler arguments, as src/meson.build lists them
-/// (`zk_sources = files(...)`, `zk_c_args = [...]`), so the bundled build
-/// follows the library's own lists.
-fn core_sources(src: &Path) -> (Vec<String>, Vec<String>) {
-    let mb = src.join("meson.build");
-    println!("cargo:rerun-if-changed={}", mb.display());
-    let text = fs::read_to_string(&mb).unwrap_or_else(|e| {
-        fail(&format!(
-            "cannot read {} ({e}): feature `bundled` compiles zkalloc's C sources, which live next to rust/ \
-             in the zkalloc repository (or set ZKALLOC_SRC_DIR to that repository)",
-            mb.display()
-        ))
-    });
-    let files: Vec<String> = meson_list(&text, "zk_sources = files(", ')')
-        .unwrap_or_else(|| fail(&format!("no `zk_sources = files(...)` in {}", mb.display())))
-        .into_iter()
-        .filter(|f| f.ends_with(".c"))
-        .collect();
-    if files.is_empty() {
-        fail(&format!("zk_sources in {} names no .c file", mb.display()));
-    }
-    let args = meson_list(&text, "zk_c_args = [", ']').unwrap_or_else(|| {
-        vec![
-            "-DZK_BUILDING_LIBRARY".into(),
-            "-fno-semantic-interposition".into(),
-        ]
-    });
-    (files, args)
-}
-
-/// The quoted strings of a meson list that starts with `opener`, up to the
-/// first line holding `close` outside a comment.
-fn meson_list(text: &str, opener: &str, close: char) -> Option<Vec<String>> {
-    let start = text.find(opener)? + opener.len();
-    let mut out = Vec::new();
-    for line in text[start..].lines() {
-        let code = line.split('#').next().unwrap();
-        let mut parts = code.split('\'');
-        let outside_first = parts.next().unwrap();
-        let mut done = outside_first.contains(close);
-        let mut quoted = true;
-        for part in parts {
-            if quoted {
-                out.push(part.to_string());
-            } else if part.contains(close) {
-                done = true;
-            }
-            quoted = !quoted;
-        }
-        if done {
-            return Some(out);
-        }
-    }
-    None
+    ("bundled", link_plan::prefix_kind(&prefix), core.link_args)
 }

@@ -185,7 +185,7 @@ void zk_thread_sync(void)
 	uint64_t gen = atomic_load_explicit(&zk_g.gen, memory_order_acquire);
 	bool active = atomic_load_explicit(&zk_g.active, memory_order_acquire);
 	/* Without a region zkalloc's arenas would only forward to
-	 * jemalloc's own mappings: stay in jemalloc's arenas. */
+	 * overflow mappings: stay in jemalloc's arenas. */
 	bool pool = __atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) != 0;
 	if (!active || !pool) {
 		if (zk_tls.bound)

@@ -129,36 +129,40 @@ void zk_quarantine(uint32_t s, uint32_t n)
 {
 	zk_pool_lock();
 	uint32_t i = zk_node_new();
-	if (i != NIL) {
-		node_t *x = &zk_book.nodes[i];
-		x->start = s;
-		x->len = n;
-		x->state = NODE_QUARANTINE;
-		x->epoch = atomic_load_explicit(&zk_pool_now,
-						memory_order_relaxed);
-		x->next = NIL;
-		x->prev = zk_book.q_tail;
-		if (zk_book.q_tail != NIL)
-			zk_book.nodes[zk_book.q_tail].next = i;
-		else
-			zk_book.q_head = i;
-		zk_book.q_tail = i;
-	} else {
-		zk_insert_free(s, n); /* no room to hold it: reuse */
+	if (i == NIL) { /* no room to hold it: reuse it at once */
+		zk_insert_free(s, n);
+		zk_bits_set(zk_book.used, s, n, false);
 	}
-	zk_bits_set(zk_book.used, s, n, false);
 	zk_pool_unlock();
 	SUB(live_bytes, bytes_of(n));
 	SUB(live_extents, 1);
 	if (i == NIL)
 		return;
-	ADD(quarantined_bytes, bytes_of(n));
+	/* Given back and protected while the range is still this thread's
+	 * alone: once it is on the list, two begins may release it to
+	 * another thread, whose block a late madvise would wipe. */
 	if (zk_os_purge(addr_of(s), bytes_of(n)) == 0)
 		zk_bits_set(zk_book.dirty, s, n, false);
 	else
 		ADD(madvise_failures, 1);
 	if (zk_os_protect(addr_of(s), bytes_of(n), false) != 0)
 		ADD(mprotect_failures, 1);
+	ADD(quarantined_bytes, bytes_of(n));
+	zk_pool_lock();
+	node_t *x = &zk_book.nodes[i];
+	x->start = s;
+	x->len = n;
+	x->state = NODE_QUARANTINE;
+	x->epoch = atomic_load_explicit(&zk_pool_now, memory_order_relaxed);
+	x->next = NIL;
+	x->prev = zk_book.q_tail;
+	if (zk_book.q_tail != NIL)
+		zk_book.nodes[zk_book.q_tail].next = i;
+	else
+		zk_book.q_head = i;
+	zk_book.q_tail = i;
+	zk_bits_set(zk_book.used, s, n, false);
+	zk_pool_unlock();
 }
 
 /* Ranges freed in a phase before `before`: accessible again, reusable. */
@@ -192,7 +196,11 @@ static void release_quarantine(uint32_t before)
 
 bool zk_pool_page_used(const void *p)
 {
-	if (!zk_pool_owns(p))
+	/* Above the bump pointer nothing was handed out, and the page bits
+	 * there may not be committed yet. */
+	if (!zk_pool_owns(p) ||
+	    (size_t)((const char *)p - zk_pool.base) >=
+		atomic_load_explicit(&zk_pool.top_bytes, memory_order_acquire))
 		return false;
 	return zk_bits_count(zk_book.used, page_of(p), 1) != 0;
 }

@@ -29,8 +29,8 @@ static void warn_overflow(zk_pool_fail_t why, size_t size)
 	case ZK_POOL_FULL:
 		WARN_ONCE("zkalloc: warning: the phase region is full (%zu "
 			  "MiB reserved, %zu MiB free in pieces smaller than "
-			  "a %zu-byte request); further phase memory comes "
-			  "from jemalloc's own mappings and is counted as "
+			  "a %zu-byte request); such requests get mappings "
+			  "of their own outside the region, counted as "
 			  "overflow (ZK_ALLOC_REGION_GB raises the region)\n",
 			  zk_pool.total / MiB,
 			  atomic_load_explicit(&zk_pool.free_bytes,
@@ -41,14 +41,15 @@ static void warn_overflow(zk_pool_fail_t why, size_t size)
 	case ZK_POOL_COMMIT:
 		WARN_ONCE("zkalloc: warning: the kernel refused to commit more "
 			  "of the phase region (vm.overcommit_memory=2 and the "
-			  "commit limit reached?); requests that need more are "
-			  "served by jemalloc's own mappings and counted as "
-			  "overflow\n");
+			  "commit limit reached?); requests that need more get "
+			  "mappings of their own outside the region, counted "
+			  "as overflow\n");
 		break;
 	case ZK_POOL_METADATA:
 		WARN_ONCE("zkalloc: warning: the phase region's range table is "
-			  "full; requests that need a new range are served by "
-			  "jemalloc's own mappings and counted as overflow\n");
+			  "full; requests that need a new range get mappings "
+			  "of their own outside the region, counted as "
+			  "overflow\n");
 		break;
 	default:
 		/* NONE was warned about at reservation; TOO_BIG is no sign

@@ -250,5 +250,8 @@ int zk_arena_flags(void)
 	if (!atomic_load_explicit(&zk_g.active, memory_order_acquire) ||
 	    __atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) == 0)
 		return 0;
-	return zk_thread_arena_flags();
+	/* Past the thread cache: for the sizes it holds, it would hand back
+	 * a block of any arena. */
+	int f = zk_thread_arena_flags();
+	return f != 0 ? f | MALLOCX_TCACHE_NONE : 0;
 }

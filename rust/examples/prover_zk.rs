@@ -16,9 +16,11 @@ fn main() {
         extra: || {
             let (c, b) = zkalloc::overflow_stats();
             let s = zkalloc::stats();
+            let mib = |x: u64| x as f64 / (1 << 20) as f64;
             format!(
-                " overflow_count={c} overflow_bytes={b} phase_resident_mib={:.1}",
-                s.resident_bytes as f64 / (1 << 20) as f64
+                " overflow_count={c} overflow_bytes={b} phase_resident_mib={:.1} kept_mib={:.1}",
+                mib(s.resident_bytes as u64),
+                mib(s.kept_bytes)
             )
         },
     });

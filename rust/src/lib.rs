@@ -1,70 +1,71 @@
-//! Resident phase memory for Rust provers: a global allocator over zkalloc.
+//! Resident memory across proofs for Rust provers: a global allocator over
+//! zkalloc.
 //!
 //! ```
+//! use std::sync::OnceLock;
 //! use zkalloc::ZkAllocator; // was: use zk_alloc::ZkAllocator;
 //!
 //! #[global_allocator]
 //! static ALLOC: ZkAllocator = ZkAllocator;
 //!
+//! // Built lazily inside the first proof and kept: valid for good.
+//! static TWIDDLES: OnceLock<Vec<u32>> = OnceLock::new();
+//!
 //! fn prove(input: &[u32]) -> Vec<u32> {
-//!     // 4 MiB: phase memory, gone at the next begin_phase()
-//!     let lde: Vec<u32> = input.iter().map(|x| x.wrapping_mul(3)).collect();
+//!     let tw = TWIDDLES.get_or_init(|| (0..1u32 << 16).map(|i| i.wrapping_mul(31)).collect());
+//!     // 4 MiB, freed at the end of the proof: the next proof reuses its pages.
+//!     let lde: Vec<u32> = input.iter().zip(tw).map(|(x, w)| x.wrapping_mul(*w)).collect();
 //!     lde[..8].to_vec()
 //! }
 //!
 //! fn main() {
-//!     let input = vec![7u32; 1 << 20]; // made before any phase: ordinary
+//!     let input = vec![7u32; 1 << 20];
 //!     let mut kept = Vec::new();
 //!     for _ in 0..3 {
-//!         let proof = zkalloc::phase(|| prove(&input)); // one phase per proof
-//!         kept.push(proof.clone()); // copied outside the phase: ordinary
+//!         kept.push(zkalloc::phase(|| prove(&input))); // one phase per proof
 //!     }
-//!     assert_eq!(kept[2], vec![21; 8]);
+//!     assert!(kept.iter().all(|p| *p == kept[0]));
 //! }
 //! ```
 //!
-//! During a phase, allocations of at least `ZK_ALLOC_MIN_BYTES` (default
-//! jemalloc's `arenas.tcache_max` + 1, 32 KiB + 1) come from the calling
-//! thread's phase arena over one reserved region; the next phase discards
-//! them and reuses the same, already resident, pages. Everything else is
-//! ordinary jemalloc memory. Frees are real (a phase needs its live peak, not
-//! the sum of its allocations), exited threads give their slab back, nested
-//! phases join the active one, and nothing aborts: when phase memory cannot
-//! serve a request, ordinary memory does and [`overflow_stats`] counts it.
+//! While a phase (one proof) is active, a thread's allocations come from
+//! zkalloc's jemalloc arenas over one reserved region, the pool; a freed
+//! block's pages go back to the pool still resident, and the next proof's
+//! allocations take them again, whichever thread makes them: warm proofs
+//! take (almost) no page faults. Outside phases, and in a program that never
+//! begins one, plain jemalloc serves everything.
 //!
-//! # Safety rule (the phase contract)
+//! # Safety
 //!
-//! Memory allocated inside phase N is **invalid once phase N+1 begins**, and
-//! safe Rust cannot see this. A value that outlives the proof is only safe if
-//! it is *ordinary* memory, which it is when:
+//! [`phase`] is as safe as any allocator: every block, made in a phase or
+//! not, is valid until it is dropped. [`begin_phase`] reclaims nothing, so
+//! whatever outlives a proof (a `static`/`OnceLock` cache filled lazily
+//! inside the first proof, a thread pool's scratch, a result returned from
+//! the phase) stays valid and in place, and its pages are never handed out
+//! twice. Such blocks cost the memory they occupy, nothing else;
+//! [`Stats::kept_blocks`] and [`Stats::kept_bytes`] count them at each begin.
 //!
-//! * it was allocated outside any phase (a `static`, a `OnceLock`, a thread
-//!   pool, a cache: create and warm these *before* the first phase), or
-//! * it is small (below `ZK_ALLOC_MIN_BYTES`): small blocks never become
-//!   phase memory by default, so library bookkeeping made inside a proof
-//!   (hash-map entries, queue nodes, registry slots) stays valid, or
-//! * it started as ordinary memory and grew inside the phase (`realloc` is
-//!   sticky: an ordinary `Vec` stays ordinary; only `ZK_ALLOC_PROMOTE_BYTES`
-//!   changes that, for vectors you know to be per-proof).
+//! The one rule: one phase at a time. [`phase`] and [`PhaseGuard`] join a
+//! phase that is already active; [`begin_phase`] panics on one, and
+//! [`try_begin_phase`] returns [`PhaseBusy`]. A phase may begin while other
+//! threads allocate and free.
 //!
-//! What dies: a large buffer first allocated inside a proof and kept past the
-//! next [`begin_phase`] (a lazily grown pool first filled in proof 1, a
-//! result `Vec` returned from the phase and used after the next one began).
-//! Copy such results out (`to_vec()` after the phase ends) or drop them in
-//! time. [`owns`] tells whether a pointer is phase memory;
-//! `ZK_ALLOC_CHECK=1` (checked mode) reports a use of a dead phase block and
-//! aborts, for testing.
-//!
-//! Phases are process-wide: [`begin_phase`] must not run while another
-//! thread allocates or frees phase memory, and one phase is active at a time.
+//! Nothing aborts: when the pool cannot serve a request (region full), a
+//! mapping of its own serves it and [`overflow_stats`] counts it. Checked
+//! mode (`ZK_ALLOC_CHECK=1`, for tests) reports a use after free or a double
+//! free of pool memory and aborts.
 //!
 //! # Configuration
 //!
-//! The C library reads `ZK_ALLOC_SLAB_GB`, `ZK_ALLOC_MIN_BYTES`,
-//! `ZK_ALLOC_SLABS`, `ZK_ALLOC_PROMOTE_BYTES`, `ZK_ALLOC_THP`,
-//! `ZK_ALLOC_SMALL`, `ZK_ALLOC_CHECK` and `ZK_ALLOC_VERBOSE` once, when it
-//! initialises (no later than the first phase): set them in the process's
-//! environment, not with `std::env::set_var` from the program.
+//! The C library reads `ZK_ALLOC_REGION_GB` (address space of the pool),
+//! `ZK_ALLOC_ARENAS`, `ZK_ALLOC_MIN_BYTES` (0, the default: every in-phase
+//! request comes from the pool; N: only requests of at least N bytes),
+//! `ZK_ALLOC_TRIM_PHASES`, `ZK_ALLOC_THP`, `ZK_ALLOC_CHECK` and
+//! `ZK_ALLOC_VERBOSE` once, when it initialises (no later than the first
+//! phase): set them in the process's environment, not with
+//! `std::env::set_var` from the program. The variables of 0.1
+//! (`ZK_ALLOC_SLAB_GB`, `ZK_ALLOC_SLABS`, `ZK_ALLOC_SHARED_BYTES`,
+//! `ZK_ALLOC_PROMOTE_BYTES`, `ZK_ALLOC_SMALL`) are ignored with a warning.
 //!
 //! # Linking
 //!
@@ -83,7 +84,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod ffi {
     use std::ffi::{c_char, c_int, c_void};
-
 
     extern "C" {
         pub fn zk_begin_phase() -> c_int;
@@ -127,8 +127,9 @@ fn align_flags(align: usize, size: usize) -> c_int {
 ///
 /// Every call goes to zkalloc's jemalloc-style entry points: `alloc` to
 /// `zk_mallocx`, `dealloc` to the sized `zk_sdallocx`, `realloc` to
-/// `zk_rallocx`, `alloc_zeroed` to `zk_mallocx(.., MALLOCX_ZERO)` (fresh
-/// phase pages are known to be zero and are not cleared again).
+/// `zk_rallocx`, `alloc_zeroed` to `zk_mallocx(.., MALLOCX_ZERO)` (pool
+/// pages never written since they were fresh or given back are known to be
+/// zero and are not cleared again).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ZkAllocator;
 
@@ -178,11 +179,13 @@ impl fmt::Display for PhaseBusy {
 
 impl std::error::Error for PhaseBusy {}
 
-/// Starts a phase: earlier phases' memory is discarded (its pages stay
-/// resident and are reused). Panics if a phase is already active, as the
-/// original bump allocator does; nothing changes in that case. Use
-/// [`phase`] or [`PhaseGuard`] to end the phase on every way out, and
-/// [`try_begin_phase`] for an error instead of a panic.
+/// Starts a phase (one proof): from now on this process's allocations come
+/// from the pool. Frees nothing and moves nothing: every block stays valid
+/// until dropped. Gives back to the kernel the free pool pages that none of
+/// the last `ZK_ALLOC_TRIM_PHASES` phases used. Panics if a phase is already
+/// active, as the original bump allocator does; nothing changes in that
+/// case. Use [`phase`] or [`PhaseGuard`] to end the phase on every way out,
+/// and [`try_begin_phase`] for an error instead of a panic.
 pub fn begin_phase() {
     if try_begin_phase().is_err() {
         panic!("zkalloc::begin_phase() called while a phase is active: phases must not nest (phase() and PhaseGuard join the active phase instead)");
@@ -192,7 +195,8 @@ pub fn begin_phase() {
 /// Starts a phase, or returns [`PhaseBusy`] (and changes nothing) if one is
 /// active.
 pub fn try_begin_phase() -> Result<(), PhaseBusy> {
-    // SAFETY: no preconditions beyond the documented phase contract.
+    // SAFETY: zk_begin_phase has no preconditions (it may run while other
+    // threads allocate and free).
     match unsafe { ffi::zk_begin_phase() } {
         0 => Ok(()),
         EBUSY => Err(PhaseBusy),
@@ -200,8 +204,8 @@ pub fn try_begin_phase() -> Result<(), PhaseBusy> {
     }
 }
 
-/// Ends the active phase (idempotent). Phase memory stays valid, and may be
-/// freed, until the next [`begin_phase`].
+/// Ends the active phase (idempotent): threads go back to jemalloc's own
+/// arenas. Blocks made in the phase stay valid until dropped.
 pub fn end_phase() {
     // SAFETY: always safe; returns 0.
     unsafe { ffi::zk_end_phase() };
@@ -260,13 +264,14 @@ impl Drop for PhaseGuard {
 
 /// Runs `f` inside a phase, ended when `f` returns or unwinds. Called inside
 /// an active phase, `f` runs in that phase, which stays active afterwards.
+/// Whatever `f` allocates and keeps stays valid after the phase.
 pub fn phase<R, F: FnOnce() -> R>(f: F) -> R {
     let _guard = PhaseGuard::new();
     f()
 }
 
-/// True iff `p` points into zkalloc's phase region, i.e. is phase memory
-/// (valid only until the next [`begin_phase`]). An address test.
+/// True iff `p` points into zkalloc's pool region: an address test that says
+/// where a block's pages come from, nothing about its lifetime.
 pub fn owns<T: ?Sized>(p: *const T) -> bool {
     // SAFETY: zk_owns only compares the address.
     unsafe { ffi::zk_owns(p.cast()) }
@@ -275,8 +280,10 @@ pub fn owns<T: ?Sized>(p: *const T) -> bool {
 // ------------------------------------------------------------------- stats
 
 /// A snapshot of zkalloc's counters: `zk_stats_t` of include/zkalloc.h
-/// (version 2), filled by the library itself. Fields are only ever appended,
-/// so a version 1 library leaves the version 2 fields zero.
+/// (version 3) field for field, filled by the library itself
+/// (tests/stats_layout.rs checks the layout against the C header). Fields
+/// are only ever appended; a field marked "unused" belonged to 0.1's slabs
+/// and reads 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -284,48 +291,84 @@ pub struct Stats {
     size: usize,
     /// `ZK_STATS_VERSION` of the library.
     pub version: u32,
-    /// The phase region could be reserved (else phases run on plain jemalloc).
+    /// The pool's region could be reserved (else phases run on plain
+    /// jemalloc).
     pub region_reserved: bool,
     pub phase_active: bool,
     /// Phases begun.
     pub epoch: u64,
-    /// Bytes of address space per thread slab.
+    /// Unused (0).
     pub slab_size: usize,
-    /// Slabs in the region (threads that can hold phase memory at once).
+    /// zkalloc arenas that threads take in turn (`ZK_ALLOC_ARENAS`).
     pub nslabs: u32,
-    /// Slabs held by live threads.
+    /// Of which created so far.
     pub slabs_in_use: u32,
-    /// Phase slab bytes resident now (never returned to the OS).
+    /// Pool bytes resident now.
     pub resident_bytes: usize,
-    /// The most resident bytes of one slab.
+    /// Unused (0).
     pub max_slab_resident: usize,
-    /// In-phase large requests that ordinary memory served instead.
+    /// Requests of zkalloc's arenas the pool could not serve (region full, a
+    /// refused commit, no region): a mapping of their own served them.
     pub overflow_count: u64,
     pub overflow_bytes: u64,
+    /// zkalloc arenas created.
     pub arenas_created: u64,
+    /// Unused (0): arenas live for good.
     pub arenas_destroyed: u64,
-    /// Recycled bytes the extent hooks cleared for zeroed requests.
+    /// Every byte zkalloc cleared (zeroed requests on pages that held data).
     pub hook_zeroed_bytes: u64,
-    /// With `ZK_ALLOC_SMALL=resident`: bytes of its arenas resident now.
+    /// Unused (0).
     pub small_resident_bytes: usize,
-    /// Small requests those arenas refused.
+    /// Unused (0).
     pub small_overflow_count: u64,
-    // The fields below are 0 from a version 1 library.
-    /// Times a thread found no free slab and shared another thread's arena.
+    // Version 2.
+    /// Unused (0).
     pub shared_count: u64,
-    /// Phase arenas emptied by begin_phase.
+    /// Unused (0): nothing is reset.
     pub arenas_reset: u64,
-    /// Phase-decay trims, and the bytes they gave back to the OS.
+    /// Ranges the decay gave back to the kernel, and their resident bytes.
     pub trims: u64,
     pub trimmed_bytes: u64,
-    /// How long the last begin_phase took, in nanoseconds.
+    /// How long the last begin took, in nanoseconds.
     pub begin_ns_last: u64,
-    /// Bytes of the phase regions made writable, and their address space.
+    /// Region bytes made writable (resident only where touched).
     pub committed_bytes: usize,
+    /// Address space: region + bookkeeping.
     pub reserved_bytes: usize,
-    /// The largest single phase block a slab can hold (0 before the first
-    /// phase).
+    /// The largest block the pool can hold (the region's size); 0 before it
+    /// is reserved.
     pub max_block: usize,
+    // Version 3.
+    /// At the last begin: extents still allocated from the pool (a large
+    /// block, or a jemalloc slab of small ones), made earlier and kept. They
+    /// stay valid and in place.
+    pub kept_blocks: u64,
+    pub kept_bytes: u64,
+    /// Pool bytes allocated now (with arena metadata).
+    pub live_bytes: u64,
+    /// Of which jemalloc's arena metadata.
+    pub metadata_bytes: u64,
+    /// Pool bytes free now (resident or not).
+    pub free_bytes: usize,
+    /// Pool bytes ever handed out (high water).
+    pub top_bytes: usize,
+    /// Threads bound to an arena at a begin, and those jemalloc refused.
+    pub binds: u64,
+    pub bind_failures: u64,
+    /// Refused madvise, mprotect and commit calls.
+    pub madvise_failures: u64,
+    pub mprotect_failures: u64,
+    pub commit_failures: u64,
+    /// Checked mode: freed bytes held out of reuse.
+    pub quarantined_bytes: usize,
+    /// A fork caught the pool mid-update in another thread: this process
+    /// gets fresh pages only.
+    pub pool_degraded: bool,
+    /// Of `hook_zeroed_bytes`, cleared with memset (resident pages; the
+    /// others were given back instead).
+    pub zeroed_memset_bytes: u64,
+    /// Freed ranges jemalloc had to keep (a piece above them was in use).
+    pub dalloc_refused: u64,
 }
 
 /// The library's counters now.
@@ -362,9 +405,9 @@ fn mallctl_read<T: Copy + Default>(name: &CStr) -> T {
     v
 }
 
-/// `(count, bytes)` of in-phase large requests that ordinary memory served
-/// because phase memory could not (slab full, more threads than slabs),
-/// since the start or the last [`reset_overflow_stats`].
+/// `(count, bytes)` of in-phase requests the pool could not serve (region
+/// full), served by mappings of their own, since the start or the last
+/// [`reset_overflow_stats`].
 pub fn overflow_stats() -> (usize, usize) {
     let c: u64 = mallctl_read(c"zk.stats.overflow_count");
     let b: u64 = mallctl_read(c"zk.stats.overflow_bytes");
@@ -382,13 +425,19 @@ pub fn reset_overflow_stats() {
     OVERFLOW_BASE_BYTES.store(b, Ordering::Relaxed);
 }
 
-/// Bytes of address space per thread slab (`ZK_ALLOC_SLAB_GB`).
-pub fn slab_size() -> usize {
-    mallctl_read(c"zk.opt.slab_size")
+/// Bytes of address space of the pool's region (`ZK_ALLOC_REGION_GB`).
+pub fn region_size() -> usize {
+    mallctl_read(c"zk.opt.region_size")
 }
 
-/// In-phase requests of at least this many bytes are phase memory
-/// (`ZK_ALLOC_MIN_BYTES`).
+/// The original bump allocator's name for the phase memory a thread could
+/// use; 0.2 has one pool for all threads: [`region_size`].
+pub fn slab_size() -> usize {
+    region_size()
+}
+
+/// In a phase, requests of at least this many bytes come from the pool
+/// (`ZK_ALLOC_MIN_BYTES`; 0, the default: every request).
 pub fn min_arena_bytes() -> usize {
     mallctl_read(c"zk.opt.min_bytes")
 }
@@ -396,5 +445,5 @@ pub fn min_arena_bytes() -> usize {
 /// Reads the options now (otherwise the first phase or stats call does).
 /// Kept for code written against the original bump allocator.
 pub fn init() {
-    let _ = slab_size();
+    let _ = region_size();
 }

@@ -91,3 +91,46 @@ fn phase_arenas_live_in_the_linked_jemalloc() {
         _ => println!("linkage: jemalloc prefix not _rjem_ or none: arena count NOT CHECKED"),
     }
 }
+
+#[cfg(zkalloc_je = "rjem")]
+extern "C" {
+    fn _rjem_mallocx(size: usize, flags: c_int) -> *mut c_void;
+    fn _rjem_sdallocx(p: *mut c_void, size: usize, flags: c_int);
+}
+
+/// With a `_rjem_` jemalloc (bundled, or a -Djemalloc_prefix libzkalloc),
+/// this package's binaries are linked with zkalloc's --wrap flags: the
+/// program's own `_rjem_*` calls (tikv-jemallocator's) reach zkalloc.
+#[cfg(zkalloc_je = "rjem")]
+#[test]
+fn prefixed_entry_points_are_wrapped() {
+    let _l = lock();
+    let mut v: *const c_char = std::ptr::null();
+    let mut len = std::mem::size_of_val(&v);
+    // SAFETY: zk.version is a const char *; v has its size.
+    let rc = unsafe {
+        mallctl(
+            c"zk.version".as_ptr(),
+            (&mut v as *mut *const c_char).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "_rjem_mallctl(\"zk.version\") did not reach zkalloc");
+    // SAFETY: v points to the library's static version string.
+    let version = unsafe { std::ffi::CStr::from_ptr(v) };
+    assert!(version.to_bytes().starts_with(b"0.2"), "{version:?}");
+    zkalloc::phase(|| {
+        // SAFETY: a plain allocation, freed with its size.
+        unsafe {
+            let p = _rjem_mallocx(4 << 20, 0);
+            assert!(!p.is_null());
+            assert!(
+                zkalloc::owns(p),
+                "_rjem_mallocx in a phase is not pool memory"
+            );
+            _rjem_sdallocx(p, 4 << 20, 0);
+        }
+    });
+}

@@ -1,9 +1,10 @@
-//! Slab exhaustion with a small ZK_ALLOC_SLAB_GB. The library reads its
-//! options once, by the first phase at the latest, so the work runs in
-//! a child process: this test binary again, with the variable set, running
-//! the ignored test `child_small_slab` only.
-
-use std::process::Command;
+//! A full pool with the smallest region (ZK_ALLOC_REGION_GB=0.0625, 64 MiB):
+//! what does not fit is served by mappings of its own, counted
+//! (overflow_stats), announced once ("the phase region is full"), and just
+//! as valid; once the blocks are freed the pool serves again. The library
+//! reads its options once, so the work runs in a child process: this test
+//! binary again, with the variable set, running the ignored test
+//! `child_small_region` only.
 
 use zkalloc::ZkAllocator;
 
@@ -11,57 +12,49 @@ use zkalloc::ZkAllocator;
 static A: ZkAllocator = ZkAllocator;
 
 mod common;
-use common::lock;
+use common::{assert_child, run_child, text};
 
 const MIB: usize = 1 << 20;
 
 #[test]
-fn small_slab_overflows_are_counted() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child_small_slab",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ZK_ALLOC_SLAB_GB", "0.03") // rounded up to 32 MiB
-        // a thread slab's capacity: no shared arena for the big vectors
-        .env("ZK_ALLOC_SHARED_BYTES", "0")
-        .env("ZKALLOC_TEST_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn a_full_region_overflows_and_is_counted() {
+    let out = run_child(
+        "child_small_region",
+        &[
+            ("ZK_ALLOC_REGION_GB", Some("0.0625")),
+            ("ZK_ALLOC_MIN_BYTES", None),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
     print!("{stdout}");
     eprint!("{stderr}");
     assert!(out.status.success(), "child failed: {}", out.status);
     // libtest exits 0 when no test matched: make sure the child really ran.
     assert!(
-        stdout.contains("child_small_slab: checked"),
+        stdout.contains("child_small_region: checked"),
         "the child test did not run"
+    );
+    assert_eq!(
+        stderr.matches("the phase region is full").count(),
+        1,
+        "one warning expected:\n{stderr}"
     );
 }
 
 #[test]
-#[ignore = "run by small_slab_overflows_are_counted in a child process"]
-fn child_small_slab() {
+#[ignore = "run by a_full_region_overflows_and_is_counted in a child process"]
+fn child_small_region() {
+    assert_child();
+    let region = zkalloc::region_size();
     assert_eq!(
-        std::env::var("ZKALLOC_TEST_CHILD").as_deref(),
-        Ok("1"),
-        "run me through the parent test"
-    );
-    let _l = lock();
-    let slab = zkalloc::slab_size();
-    assert!(
-        slab <= 32 * MIB,
-        "ZK_ALLOC_SLAB_GB=0.03 gave a {slab}-byte slab"
+        region,
+        64 * MIB,
+        "ZK_ALLOC_REGION_GB=0.0625 gave {region} bytes"
     );
     zkalloc::reset_overflow_stats();
-    // Three live 12 MiB vectors: the third (at least) does not fit.
+    // Four live 20 MiB vectors: the fourth (at least) does not fit.
     let bufs: Vec<Vec<u32>> = zkalloc::phase(|| {
-        let bufs: Vec<Vec<u32>> = (0..3u32).map(|k| vec![k + 1; 12 * MIB / 4]).collect();
+        let bufs: Vec<Vec<u32>> = (0..4u32).map(|k| vec![k + 1; 20 * MIB / 4]).collect();
         for (k, b) in bufs.iter().enumerate() {
             assert!(b.iter().all(|&x| x == k as u32 + 1), "buffer {k} corrupted");
         }
@@ -69,26 +62,36 @@ fn child_small_slab() {
     });
     let (count, bytes) = zkalloc::overflow_stats();
     assert!(
-        count >= 1 && bytes >= 12 * MIB,
+        count >= 1 && bytes >= 20 * MIB,
         "no overflow counted: ({count}, {bytes})"
     );
     assert!(
-        !zkalloc::owns(bufs[2].as_ptr()),
-        "the overflowing buffer should be ordinary memory"
+        !zkalloc::owns(bufs[3].as_ptr()),
+        "the overflowing buffer cannot be in the region"
     );
     assert!(zkalloc::owns(bufs[0].as_ptr()));
-    drop(bufs); // before the next phase: phase memory dies there
-                // The next phase has the whole slab again.
+    // Still valid after another phase.
+    zkalloc::phase(|| std::hint::black_box(vec![0u8; MIB]));
+    for (k, b) in bufs.iter().enumerate() {
+        assert!(b.iter().all(|&x| x == k as u32 + 1), "buffer {k} corrupted");
+    }
+    drop(bufs);
+    // Checked mode holds freed pages out of reuse until the begin after
+    // next: two empty phases.
+    zkalloc::phase(|| {});
+    zkalloc::phase(|| {});
+    // Freed: the pool has room again, and nothing more overflows.
     zkalloc::phase(|| {
-        let v = vec![9u8; 12 * MIB];
-        assert!(zkalloc::owns(v.as_ptr()));
-        let w = vec![8u8; 12 * MIB];
-        assert!(zkalloc::owns(w.as_ptr()));
+        let v = vec![9u8; 20 * MIB];
+        let w = vec![8u8; 20 * MIB];
+        assert!(zkalloc::owns(v.as_ptr()) && zkalloc::owns(w.as_ptr()));
     });
     assert_eq!(
         zkalloc::overflow_stats(),
         (count, bytes),
-        "a fresh slab overflowed"
+        "an emptied pool overflowed"
     );
-    println!("child_small_slab: checked (overflow count {count}, bytes {bytes}, slab {slab})");
+    println!(
+        "child_small_region: checked (overflow count {count}, bytes {bytes}, region {region})"
+    );
 }

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <zkalloc.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,36 @@ size_t tu_rss_bytes(void)
 		rss = 0;
 	fclose(f);
 	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t tu_status_bytes(const char *field)
+{
+	/* open/read, no stdio: it may run inside a phase without
+	 * allocating. */
+	static __thread char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return SIZE_MAX;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return SIZE_MAX;
+	buf[n] = '\0';
+	size_t len = strlen(field);
+	for (const char *l = buf; l != NULL && *l != '\0';
+	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, field, len) == 0 && l[len] == ':') {
+			const char *d = l + len + 1;
+			while (*d == ' ' || *d == '\t')
+				d++;
+			size_t kb = 0;
+			if (*d < '0' || *d > '9')
+				return SIZE_MAX;
+			for (; *d >= '0' && *d <= '9'; d++)
+				kb = kb * 10 + (size_t)(*d - '0');
+			return kb * 1024;
+		}
+	return SIZE_MAX;
 }
 
 int tu_run_child(int (*fn)(void *), void *arg, const char *const *env,

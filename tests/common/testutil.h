@@ -22,6 +22,13 @@ long tu_minor_faults(void);
 /* Resident set size of this process in bytes (/proc/self/statm). */
 size_t tu_rss_bytes(void);
 
+/* A "kB" field of /proc/self/status in bytes ("VmData", "VmSize", "VmRSS",
+ * ...), or SIZE_MAX if it cannot be read. Does not allocate (safe to call
+ * in a phase between two allocations whose placement a test checks).
+ * VmData is what the kernel charges to the commit limit for private
+ * writable mappings, resident or not. */
+size_t tu_status_bytes(const char *field);
+
 /* Run fn(arg) in a forked child with the environment changes applied first
  * ("NAME=value" sets, "NAME" alone unsets; NULL-terminated, may be NULL) and
  * its stderr captured into err (NUL-terminated, at most errlen - 1 bytes).

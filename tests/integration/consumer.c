@@ -3,7 +3,7 @@
  * pkg-config. Usage: consumer api|dropin
  *   api     linked with `pkg-config --libs zkalloc`: zk_* calls only.
  *   dropin  linked with `pkg-config --libs zkalloc-override`: plain malloc
- *           inside a phase must be phase memory.
+ *           inside a phase must be pool memory.
  */
 #include <zkalloc.h>
 
@@ -19,8 +19,7 @@ int main(int argc, char **argv)
 	size_t n = (size_t)8 << 20;
 	char *p = dropin ? malloc(n) : zk_malloc(n);
 	if (p == NULL || !zk_owns(p)) {
-		fprintf(stderr, "consumer: %p is not phase memory\n",
-			(void *)p);
+		fprintf(stderr, "consumer: %p is not pool memory\n", (void *)p);
 		return 1;
 	}
 	memset(p, 1, n);

@@ -7,10 +7,10 @@
  *
  * Usage: dropin_new zk|plain   (whether libzkalloc_override.so is preloaded)
  *
- * Checks: new[], std::vector, aligned new and nothrow new give phase memory
- * for large in-phase blocks with zkalloc; the new_handler is called and
- * std::bad_alloc thrown on failure, nothrow new returns nullptr, in both
- * modes.
+ * Checks: new, new[], std::vector, aligned new and nothrow new give pool
+ * memory in a phase with zkalloc, and new outside a phase does not; the
+ * new_handler is called and std::bad_alloc thrown on failure, nothrow new
+ * returns nullptr, in both modes.
  */
 #include <jemalloc/jemalloc.h>
 
@@ -30,7 +30,7 @@ static bool (*owns)(const void *);
 static void expect_phase(const void *p, bool want, const char *what)
 {
 	if (owns != nullptr)
-		CHECK(owns(p) == want, "%s: phase memory %d, want %d", what,
+		CHECK(owns(p) == want, "%s: pool memory %d, want %d", what,
 		      !want, want);
 }
 
@@ -71,13 +71,20 @@ int main(int argc, char **argv)
 		CHECK(nt != nullptr, "nothrow new");
 		expect_phase(nt, true, "nothrow new[]");
 		auto *s = new int(7);
-		expect_phase(s, false, "new int");
+		expect_phase(s, true, "new int");
 		delete s;
 		delete[] nt;
 		delete[] pg;
 		delete[] a;
 	}
 	mallctl("zk.phase.end", nullptr, nullptr, nullptr, 0);
+	{
+		auto *s = new int(7);
+		expect_phase(s, false, "new int outside a phase");
+		std::vector<double> v(1 << 18);
+		expect_phase(v.data(), false, "std::vector outside a phase");
+		delete s;
+	}
 
 	/* Failure: the handler runs once, then bad_alloc. */
 	std::set_new_handler(handler);

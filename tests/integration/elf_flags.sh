@@ -7,10 +7,13 @@
 set -euo pipefail
 fail=0
 for lib in "$@"; do
-	readelf -dW "$lib" | grep -q 'FLAGS_1.*NODELETE' ||
+	# grep reads a variable: with pipefail, `readelf | grep -q` fails
+	# whenever grep exits before readelf has written everything.
+	dyn=$(readelf -dW "$lib")
+	grep -q 'FLAGS_1.*NODELETE' <<<"$dyn" ||
 		{ echo "FAIL: $lib is not NODELETE" >&2; fail=1; }
 	tls=0
-	if readelf -dW "$lib" | grep -q 'FLAGS.*STATIC_TLS'; then
+	if grep -q 'FLAGS.*STATIC_TLS' <<<"$dyn"; then
 		memsz=$(readelf -lW "$lib" | awk '$1 == "TLS" { print $6 }')
 		tls=$((${memsz:-0}))
 		[ "$tls" -le 256 ] ||

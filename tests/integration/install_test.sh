@@ -62,7 +62,10 @@ for f in include/zkalloc.h include/zkalloc.hpp lib/libzkalloc.so \
 done
 [ $missing = 0 ] || exit 1
 [ ! -e "$stale" ] || fail "files were installed under the old prefix $stale"
-ldd build-install/consumer | grep -q "=> $prefix/lib/libzkalloc.so.0 " || {
+# (grep reads a variable: with pipefail, `ldd | grep -q` fails whenever grep
+# exits before ldd has written everything.)
+deps=$(ldd build-install/consumer)
+grep -q "=> $prefix/lib/libzkalloc.so.0 " <<<"$deps" || {
 	ldd build-install/consumer >&2
 	fail "the consumer does not load $prefix/lib/libzkalloc.so.0"
 }
@@ -81,7 +84,8 @@ cd "$tmp/out"
 cc -Wall -o dropin "$dir/consumer.c" \
 	$(pkg-config --cflags --libs zkalloc-override) "$rpath"
 ./dropin dropin
-ldd ./dropin | grep -q "=> $prefix/lib/libzkalloc_override.so.0 " ||
+deps=$(ldd ./dropin)
+grep -q "=> $prefix/lib/libzkalloc_override.so.0 " <<<"$deps" ||
 	fail "dropin does not load the installed override"
 # shellcheck disable=SC2046
 c++ -Wall -o guard "$dir/guard.cpp" $(pkg-config --cflags --libs zkalloc) "$rpath"

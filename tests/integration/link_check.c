@@ -4,7 +4,7 @@
  * stderr and checks it against its arguments:
  *   expect:TEXT   TEXT appears exactly once
  *   absent:TEXT   TEXT does not appear
- * The child begins and ends one phase, with a phase allocation, and exits.
+ * The child begins and ends one phase, with a pool allocation, and exits.
  * Built several ways by meson (see meson.build): linked with libzkalloc
  * but jemalloc behind libc (malloc is glibc's), with jemalloc ahead of libc,
  * and with a second, prefixed "jemalloc" linked in (fake_rjem.c).

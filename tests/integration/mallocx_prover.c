@@ -7,9 +7,10 @@
  *   mallocx_prover zk     run with the drop-in preloaded: from the third
  *                         proof on, each must fault almost nothing (at most
  *                         1% of the pages it touches, plus 64); the second
- *                         at most 10% (the arena's layout of aligned and
- *                         grown blocks settles once: measured 490 faults of
- *                         14336 pages, 0 after);
+ *                         at most 10% (room for the pool's layout of
+ *                         aligned and grown blocks to settle once; measured:
+ *                         0 faults of 14336 pages, with the pool's
+ *                         address-ordered first fit);
  *   mallocx_prover plain  plain jemalloc, the control: zk.phase.begin is
  *                         ENOENT, and blocks above jemalloc's
  *                         opt.oversize_threshold are returned to the

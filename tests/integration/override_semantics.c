@@ -1,8 +1,10 @@
 /*
  * The drop-in library, linked in (not preloaded): glibc/POSIX semantics of
  * every malloc-family export, the alignment of every path against glibc's,
- * jemalloc's *allocx API and malloc_stats_print, their routing into phase
- * memory, mallctl's split between zk.* and jemalloc, threads and fork.
+ * jemalloc's *allocx API and malloc_stats_print, their routing (in a phase
+ * every request is served from the pool, outside one none is), realloc
+ * across the phase boundary, mallctl's split between zk.* and jemalloc,
+ * threads and fork.
  */
 #define _GNU_SOURCE
 #include <zkalloc.h>
@@ -314,8 +316,8 @@ START_TEST(allocx_outside_phase)
 }
 END_TEST
 
-/* In a phase: large requests without an explicit arena are phase memory;
- * sized frees, xallocx, sallocx and rallocx on phase blocks are correct;
+/* In a phase: requests without an explicit arena are pool memory; sized
+ * frees, xallocx, sallocx and rallocx on pool blocks are correct;
  * MALLOCX_ARENA is honoured as is. */
 START_TEST(allocx_routes_into_phase)
 {
@@ -325,7 +327,7 @@ START_TEST(allocx_routes_into_phase)
 	memset(p, 'p', MiB);
 	ck_assert_uint_ge(sallocx(p, 0), MiB);
 	ck_assert_uint_eq(sallocx(p, 0), nallocx(MiB, 0));
-	/* xallocx: in place only, stays a phase block of its arena */
+	/* xallocx: in place only, stays a pool block */
 	size_t before = sallocx(p, 0);
 	size_t after = xallocx(p, 2 * MiB, 0, 0);
 	ck_assert(after == before || after >= 2 * MiB);
@@ -333,46 +335,125 @@ START_TEST(allocx_routes_into_phase)
 	ck_assert_uint_eq(xallocx(p, MiB / 2 + 1, 0, 0), sallocx(p, 0));
 	ck_assert(zk_owns(p));
 	ck_assert_int_eq(p[MiB / 2], 'p');
-	/* rallocx keeps it in the phase */
+	/* rallocx in a phase: the pool */
 	p = rallocx(p, 8 * MiB, 0);
 	ck_assert(zk_owns(p));
 	ck_assert_int_eq(p[MiB / 2], 'p');
-	/* sized free of a phase block: the memory is reused in the phase */
+	/* sized free of a pool block: the memory is reused in the phase */
 	sdallocx(p, 8 * MiB, 0);
 	void *q = mallocx(8 * MiB, 0);
 	ck_assert(zk_owns(q));
 	dallocx(q, 0);
-	/* alignment and zeroing flags on phase memory */
+	/* alignment and zeroing flags on pool memory */
 	unsigned char *z =
 	    mallocx(4 * MiB, MALLOCX_ALIGN(2 * MiB) | MALLOCX_ZERO);
 	ck_assert(zk_owns(z) && aligned_to(z, 2 * MiB));
 	for (size_t i = 0; i < 4 * MiB; i += 4093)
 		ck_assert_int_eq(z[i], 0);
 	sdallocx(z, 4 * MiB, MALLOCX_ALIGN(2 * MiB));
-	/* an explicit arena bypasses routing; small requests are ordinary */
+	/* an explicit arena bypasses routing; small requests are pool
+	 * memory too */
 	void *a0 = mallocx(MiB, MALLOCX_ARENA(0));
 	ck_assert(!zk_owns(a0));
 	dallocx(a0, 0);
 	void *s = mallocx(64, 0);
-	ck_assert(!zk_owns(s));
+	ck_assert(zk_owns(s));
 	sdallocx(s, 64, 0);
-	/* phase blocks freed after the phase ended, through every free */
+	/* pool blocks freed after the phase ended, through every free */
 	char *b1 = mallocx(MiB, 0), *b2 = malloc(MiB), *b3 = mallocx(MiB, 0);
-	char *b4 = malloc(MiB);
-	ck_assert(zk_owns(b1) && zk_owns(b2) && zk_owns(b3) && zk_owns(b4));
+	ck_assert(zk_owns(b1) && zk_owns(b2) && zk_owns(b3));
 	ck_assert_int_eq(zk_end_phase(), 0);
-	memset(b4, 4, MiB);
-	b4 = realloc(b4, 2 * MiB); /* sticky: still its slab's */
-	ck_assert(zk_owns(b4));
-	ck_assert_int_eq(b4[MiB - 1], 4);
 	free(b1);
 	sdallocx(b2, MiB, 0);
 	dallocx(b3, 0);
-	free(b4);
-	/* outside the phase the same calls are ordinary memory */
+	/* outside the phase the same calls are jemalloc's own memory */
 	p = mallocx(MiB, 0);
 	ck_assert(!zk_owns(p));
 	dallocx(p, 0);
+	s = mallocx(64, 0);
+	ck_assert(!zk_owns(s));
+	dallocx(s, 0);
+}
+END_TEST
+
+/* realloc moves a block that cannot stay where it is to where a new block
+ * of the new size would go now: into the pool in a phase, out of it after
+ * (no stickiness); grown in place, it stays. Contents are kept. */
+START_TEST(realloc_across_the_boundary)
+{
+	char *small = malloc(100); /* before the phase: jemalloc's */
+	memset(small, 's', 100);
+	ck_assert(!zk_owns(small));
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	char *grown = realloc(small, MiB); /* small to large: moves */
+	ck_assert(zk_owns(grown));
+	ck_assert_int_eq(grown[99], 's');
+	char *big = malloc(MiB);
+	ck_assert(zk_owns(big));
+	memset(big, 'b', MiB);
+	ck_assert_int_eq(zk_end_phase(), 0);
+
+	/* After the phase: large to small moves, out of the pool. */
+	char *shrunk = realloc(big, 64);
+	ck_assert(!zk_owns(shrunk));
+	ck_assert_int_eq(shrunk[63], 'b');
+	/* Growing: in place (same address, still the pool's) or moved out. */
+	char *old = grown;
+	memset(grown, 'g', MiB);
+	grown = realloc(grown, 4 * MiB);
+	ck_assert_ptr_nonnull(grown);
+	ck_assert(grown == old ? zk_owns(grown) : !zk_owns(grown));
+	ck_assert_int_eq(grown[MiB - 1], 'g');
+	free(shrunk);
+	free(grown);
+}
+END_TEST
+
+/* Blocks made in one phase and kept are intact in the next ones, while
+ * those phases allocate and write the same sizes; they are counted as kept
+ * at each begin. */
+START_TEST(blocks_outlive_their_phase)
+{
+	size_t sizes[] = {64, 5000, 40000, MiB, 9 * MiB};
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	unsigned char *kept[N];
+	ck_assert_int_eq(zk_begin_phase(), 0);
+	for (int i = 0; i < N; i++) {
+		kept[i] = malloc(sizes[i]);
+		ck_assert(zk_owns(kept[i]));
+		memset(kept[i], 0x40 + i, sizes[i]);
+	}
+	zk_end_phase();
+	for (int phase = 0; phase < 3; phase++) {
+		ck_assert_int_eq(zk_begin_phase(), 0);
+		uint64_t blocks = 0, bytes = 0;
+		size_t len = sizeof(blocks);
+		ck_assert_int_eq(
+		    mallctl("zk.stats.kept_blocks", &blocks, &len, NULL, 0), 0);
+		ck_assert_int_eq(
+		    mallctl("zk.stats.kept_bytes", &bytes, &len, NULL, 0), 0);
+		ck_assert_uint_ge(blocks, 3); /* 40000, 1 MiB, 9 MiB */
+		ck_assert_uint_ge(bytes, 10 * MiB + 40000);
+		void *fresh[N][8];
+		for (int i = 0; i < N; i++)
+			for (int k = 0; k < 8; k++) {
+				fresh[i][k] = malloc(sizes[i]);
+				ck_assert(zk_owns(fresh[i][k]));
+				memset(fresh[i][k], 0xee, sizes[i]);
+			}
+		for (int i = 0; i < N; i++) {
+			size_t b = 0;
+			while (b < sizes[i] && kept[i][b] == 0x40 + i)
+				b++;
+			ck_assert_msg(b == sizes[i], "block %d byte %zu", i, b);
+		}
+		for (int i = 0; i < N; i++)
+			for (int k = 0; k < 8; k++)
+				free(fresh[i][k]);
+		zk_end_phase();
+	}
+	for (int i = 0; i < N; i++)
+		free(kept[i]);
 }
 END_TEST
 
@@ -432,34 +513,35 @@ START_TEST(family_routes_into_phase)
 	blocks[7] = reallocarray(NULL, MiB, 3);
 	for (int i = 0; i < 8; i++) {
 		ck_assert_msg(blocks[i] && zk_owns(blocks[i]),
-			      "block %d %p is not phase memory", i, blocks[i]);
+			      "block %d %p is not pool memory", i, blocks[i]);
 		ck_assert_uint_ge(malloc_usable_size(blocks[i]), MiB);
 	}
 	ck_assert_uint_eq((uintptr_t)blocks[3] % (1 << 16), 0);
 	ck_assert_uint_eq((uintptr_t)blocks[5] % page, 0);
 	ck_assert_uint_eq((uintptr_t)blocks[6] % (2 * MiB), 0);
 	void *small = malloc(100);
-	ck_assert(!zk_owns(small));
+	ck_assert(zk_owns(small));
 	free(small);
 
-	/* realloc keeps a phase block in the phase. */
+	/* realloc in the phase: the pool. */
 	memset(blocks[0], 7, MiB);
 	blocks[0] = realloc(blocks[0], 16 * MiB);
 	ck_assert(zk_owns(blocks[0]));
 	ck_assert_int_eq(((char *)blocks[0])[MiB - 1], 7);
-	/* realloc(phase, 0) frees it. */
+	/* realloc(p, 0) frees it. */
 	ck_assert_ptr_null(realloc(blocks[0], v_zero));
 	for (int i = 1; i < 8; i++)
 		free(blocks[i]);
 	ck_assert_int_eq(zk_end_phase(), 0);
 
-	void *outside = malloc(MiB);
-	ck_assert(!zk_owns(outside));
+	void *outside = malloc(MiB), *small_outside = malloc(100);
+	ck_assert(!zk_owns(outside) && !zk_owns(small_outside));
 	free(outside);
+	free(small_outside);
 }
 END_TEST
 
-/* calloc on recycled phase pages still reads zero. */
+/* calloc on recycled pool pages still reads zero. */
 START_TEST(calloc_after_reuse_is_zero)
 {
 	for (int phase = 0; phase < 3; phase++) {
@@ -519,7 +601,7 @@ static void *thread_work(void *arg)
 			return (void *)1;
 		memset(p, (int)id, n);
 		char *s = malloc(48);
-		if (s == NULL || zk_owns(s))
+		if (s == NULL || !zk_owns(s))
 			return (void *)1;
 		p = realloc(p, 2 * n);
 		if (p == NULL || p[n - 1] != (unsigned char)id)
@@ -555,7 +637,8 @@ START_TEST(fork_in_phase)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		/* The child keeps the parent's phase memory and its own. */
+		/* The child keeps the parent's pool memory and gets its
+		 * own. */
 		char *q = malloc(2 * MiB);
 		int ok = q && zk_owns(q) && p[MiB - 1] == 3;
 		free(q);
@@ -594,6 +677,8 @@ static Suite *suite(void)
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, family_routes_into_phase);
 	tcase_add_test(t, allocx_routes_into_phase);
+	tcase_add_test(t, realloc_across_the_boundary);
+	tcase_add_test(t, blocks_outlive_their_phase);
 	tcase_add_test(t, calloc_after_reuse_is_zero);
 	tcase_add_test(t, mallctl_split);
 	tcase_add_test(t, threads_in_phase);

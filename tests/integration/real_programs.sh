@@ -10,8 +10,11 @@ prog=$1
 lib=$2
 [ -f "$lib" ] || { echo "no such library: $lib" >&2; exit 1; }
 # It must be the drop-in library: the malloc family and zkalloc's API.
+# (grep reads a variable: with pipefail, `nm | grep -q` fails whenever grep
+# exits before nm has written everything.)
+syms=$(nm -D --defined-only "$lib")
 for sym in malloc free mallctl zk_begin_phase; do
-	nm -D --defined-only "$lib" | grep -qw "$sym" ||
+	grep -qw "$sym" <<<"$syms" ||
 		{ echo "FAIL: $lib does not export $sym" >&2; exit 1; }
 done
 work=$(mktemp -d)

@@ -1,12 +1,15 @@
 /*
- * Checked mode (ZK_ALLOC_CHECK=1) through the prefixed entry points: a Rust
- * prover's _rjem_sdallocx of a block from an earlier phase is caught like
- * zk_free's. Run with ZK_ALLOC_CHECK=1 in the environment.
+ * Checked mode (ZK_ALLOC_CHECK=1) through the prefixed entry points, as a
+ * Rust prover with tikv-jemallocator reaches it (_rjem_mallocx,
+ * _rjem_sdallocx, _rjem_free: je_* under JEMALLOC_NO_DEMANGLE, wrapped to
+ * zkalloc). Run with ZK_ALLOC_CHECK=1 in the environment.
  *
- * As a test it checks: ordinary phases run clean in checked mode (blocks
- * are phase memory, freed in their phase); a child that frees a phase-1
- * block with _rjem_sdallocx after phase 2 began is stopped by SIGABRT with
- * zkalloc's report on stderr.
+ * As a test it checks: a correct prover loop runs clean, a 16 MiB table
+ * made in the first phase and kept for good included; freed pool memory is
+ * quarantined (zk.stats.quarantined_bytes); a child that writes to a block
+ * it freed with _rjem_sdallocx, and a child that frees a block twice, are
+ * each stopped by SIGABRT with zkalloc's report ("use after free", "double
+ * free") on stderr.
  */
 #define _GNU_SOURCE
 #define JEMALLOC_NO_DEMANGLE
@@ -14,6 +17,7 @@
 #include <zkalloc.h>
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,22 +26,70 @@
 
 #include "../integration/example_check.h"
 
-#define BIG ((size_t)16 << 20)
+#define MiB ((size_t)1 << 20)
+#define BIG (16 * MiB)
 
 static int phase(const char *name)
 {
 	return je_mallctl(name, NULL, NULL, NULL, 0);
 }
 
-/* The child: a stale free, which must not return. */
-static void stale_free(void)
+/* Child: a write after free, which must not return. */
+static void use_after_free(void)
+{
+	phase("zk.phase.begin");
+	char *p = je_mallocx(BIG, 0);
+	memset(p, 1, BIG);
+	je_sdallocx(p, BIG, 0);
+	fprintf(stderr, "child: writing\n");
+	((volatile char *)p)[4096] = 2;
+	_exit(0);
+}
+
+/* Child: a double free, which must not return. */
+static void double_free(void)
 {
 	phase("zk.phase.begin");
 	void *p = je_mallocx(BIG, 0);
-	phase("zk.phase.end");
-	phase("zk.phase.begin");
 	je_sdallocx(p, BIG, 0);
+	fprintf(stderr, "child: freeing again\n");
+	je_free(p);
 	_exit(0);
+}
+
+/* Runs fn in a child; checks it died of SIGABRT with `report` on stderr. */
+static void expect_report(void (*fn)(void), const char *what,
+			  const char *report)
+{
+	int err[2];
+	if (pipe(err) != 0) {
+		CHECK(0, "pipe");
+		return;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(err[1], 2);
+		fn();
+	}
+	close(err[1]);
+	char out[4096] = "";
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof(out) - 1 &&
+	       (n = read(err[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(err[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	      "%s must abort in checked mode (status %#x): %s", what, status,
+	      out);
+	CHECK(strstr(out, "zkalloc: ZK_ALLOC_CHECK: ") != NULL &&
+		  strstr(out, report) != NULL,
+	      "%s: no '%s' report on stderr: '%s'", what, report, out);
+	printf("%s: child stopped: %.160s\n", what, out);
 }
 
 int main(void)
@@ -47,38 +99,41 @@ int main(void)
 		fprintf(stderr, "FAIL: run with ZK_ALLOC_CHECK=1\n");
 		return 1;
 	}
-	for (int round = 0; round < 3; round++) {
+	/* A correct loop: a table made lazily in the first phase and kept,
+	 * per-proof buffers freed every way the prefixed API allows. */
+	uint64_t *table = NULL;
+	for (int round = 0; round < 4; round++) {
 		CHECK(phase("zk.phase.begin") == 0, "begin %d", round);
-		void *p = je_mallocx(BIG, 0);
-		CHECK(p != NULL && zk_owns(p), "round %d: phase memory", round);
-		je_sdallocx(p, BIG, 0);
+		if (table == NULL) {
+			table = je_mallocx(BIG, 0);
+			for (size_t i = 0; table && i < BIG / 8; i++)
+				table[i] = i * 3;
+		}
+		void *a = je_mallocx(BIG, 0), *b = je_malloc(MiB),
+		     *c = je_calloc(1, 64);
+		CHECK(a && b && c && zk_owns(a) && zk_owns(b),
+		      "round %d: pool memory", round);
+		memset(a, round, BIG);
+		memset(b, round, MiB);
+		je_sdallocx(a, BIG, 0);
+		je_free(b);
+		je_dallocx(c, 0);
 		CHECK(phase("zk.phase.end") == 0, "end %d", round);
 	}
+	CHECK(table != NULL && zk_owns(table), "the kept table");
+	for (size_t i = 0; table && i < BIG / 8; i++)
+		if (table[i] != i * 3) {
+			CHECK(0, "the kept table changed at %zu", i);
+			break;
+		}
+	size_t q = 0, len = sizeof(q);
+	CHECK(je_mallctl("zk.stats.quarantined_bytes", &q, &len, NULL, 0) ==
+		      0 &&
+		  q > 0,
+	      "nothing quarantined in checked mode (%zu)", q);
 
-	int err[2];
-	if (pipe(err) != 0)
-		return 1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(err[1], 2);
-		stale_free();
-	}
-	close(err[1]);
-	char report[4096] = "";
-	size_t got = 0;
-	ssize_t n;
-	while (got < sizeof(report) - 1 &&
-	       (n = read(err[0], report + got, sizeof(report) - 1 - got)) > 0)
-		got += (size_t)n;
-	report[got] = '\0';
-	int status = 0;
-	waitpid(pid, &status, 0);
-	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-	      "a stale _rjem_sdallocx must abort in checked mode (status %#x)",
-	      status);
-	CHECK(strstr(report, "zkalloc") != NULL,
-	      "no zkalloc report on stderr: '%s'", report);
-	printf("child stopped: %.200s\n", report);
+	expect_report(use_after_free, "a write after _rjem_sdallocx",
+		      "use after free");
+	expect_report(double_free, "a second free", "double free");
 	return failures ? 1 : 0;
 }

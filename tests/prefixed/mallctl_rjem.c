@@ -8,7 +8,8 @@
  * begin, active, epoch, end), the tikv ctl crate's void write (non-NULL
  * newp, newlen 0: EINVAL), an unknown zk name (ENOENT), that jemalloc's own
  * "version" and "arenas.narenas" are answered by jemalloc, and that a
- * large _rjem_mallocx inside the phase is phase memory.
+ * large _rjem_mallocx inside the phase comes from the pool, that zk.version is
+ * 0.2's and that 0.1's option names are gone (ENOENT).
  */
 #define JEMALLOC_NO_DEMANGLE
 #include <jemalloc/jemalloc.h>
@@ -53,6 +54,16 @@ int main(void)
 		  narenas > 0,
 	      "arenas.narenas: %u", narenas);
 
+	const char *zk_version = NULL;
+	len = sizeof(zk_version);
+	CHECK(je_mallctl("zk.version", &zk_version, &len, NULL, 0) == 0 &&
+		  zk_version != NULL && strncmp(zk_version, "0.2.", 4) == 0,
+	      "zk.version: %s", zk_version ? zk_version : "(none)");
+	size_t old = 0;
+	len = sizeof(old);
+	CHECK(je_mallctl("zk.opt.slab_size", &old, &len, NULL, 0) == ENOENT,
+	      "0.1's zk.opt.slab_size must be gone");
+
 	uint64_t e0 = epoch();
 	CHECK(!active(), "no phase before the first begin");
 	CHECK(je_mallctl("zk.phase.begin", NULL, NULL, NULL, 0) == 0,
@@ -64,8 +75,8 @@ int main(void)
 	      "a second begin must be EBUSY");
 
 	void *p = je_mallocx(32u << 20, 0);
-	CHECK(p != NULL && zk_owns(p), "a 32 MiB mallocx in the phase must be "
-				       "phase memory");
+	CHECK(p != NULL && zk_owns(p),
+	      "a 32 MiB mallocx in the phase must come from the pool");
 	je_dallocx(p, 0);
 
 	/* tikv-jemalloc-ctl's raw::write(name, ()) */

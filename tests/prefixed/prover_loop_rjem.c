@@ -8,11 +8,12 @@
  * -Djemalloc_static=true); its link flags wrap those entry points.
  *
  * As a test it checks: one jemalloc in the process (no unprefixed one loaded,
- * phase blocks lie in arenas of the jemalloc the program calls); large
- * blocks from mallocx/rallocx/malloc/calloc/posix_memalign inside a phase are
- * phase memory (zk_owns), small ones and blocks made outside a phase are not;
- * each phase hands out the same pages again; warm phases take (almost) no
- * minor page faults where the first one faulted its whole working set in.
+ * pool blocks lie in arenas of the jemalloc the program calls); blocks from
+ * mallocx/rallocx/malloc/calloc/posix_memalign inside a phase come from the
+ * pool (zk_owns; a small one only when zk.opt.min_bytes allows), blocks made
+ * outside a phase do not; from the second phase on, each phase hands out the
+ * same pages again; warm phases take (almost) no minor page faults where the
+ * first one faulted its whole working set in.
  */
 #define _GNU_SOURCE
 #define JEMALLOC_NO_DEMANGLE
@@ -50,7 +51,7 @@ static void touch(void *p, size_t n, unsigned char v)
 
 /* Exactly one jemalloc: no unprefixed jemalloc (Debian's libjemalloc2, a
  * second instance) is loaded, and the jemalloc the program calls knows the
- * phase block p as one of its manual arenas (arenas.create puts those after
+ * pool block p as one of its manual arenas (arenas.create puts those after
  * the opt.narenas automatic ones). */
 static void check_one_jemalloc(void *p)
 {
@@ -60,7 +61,7 @@ static void check_one_jemalloc(void *p)
 	unsigned arena = 0, automatic = 0, narenas = 0;
 	size_t len = sizeof(arena);
 	int err = je_mallctl("arenas.lookup", &arena, &len, &p, sizeof(p));
-	CHECK(err == 0, "arenas.lookup of a phase block: %d", err);
+	CHECK(err == 0, "arenas.lookup of a pool block: %d", err);
 	len = sizeof(automatic);
 	CHECK(je_mallctl("opt.narenas", &automatic, &len, NULL, 0) == 0,
 	      "opt.narenas unreadable");
@@ -68,13 +69,17 @@ static void check_one_jemalloc(void *p)
 	CHECK(je_mallctl("arenas.narenas", &narenas, &len, NULL, 0) == 0,
 	      "arenas.narenas unreadable");
 	CHECK(arena >= automatic && arena < narenas,
-	      "phase block in arena %u: not a manual arena of this jemalloc "
+	      "pool block in arena %u: not a manual arena of this jemalloc "
 	      "(%u automatic, %u in all)",
 	      arena, automatic, narenas);
 }
 
+/* zk.opt.min_bytes: in a phase, requests of at least this many bytes come
+ * from the pool (0: all). */
+static size_t min_bytes;
+
 /* One proof: 16 + 24 + 8 MiB of buffers, all written, all freed. */
-static uint64_t prove(int round, uintptr_t *first_page)
+static uint64_t prove(int round, uintptr_t *settled_page)
 {
 	size_t ntrace = 16 * MiB, nlde = 24 * MiB, ntree = 8 * MiB;
 	unsigned char *trace = je_mallocx(ntrace, 0);
@@ -88,16 +93,18 @@ static uint64_t prove(int round, uintptr_t *first_page)
 		CHECK(0, "round %d: allocation failed", round);
 		return 0;
 	}
-	tree = je_rallocx(tree, ntree, 0); /* grows inside the phase arena */
+	tree = je_rallocx(tree, ntree, 0); /* grows inside the pool */
 	CHECK(tree != NULL, "round %d: rallocx failed", round);
 	if (tree == NULL)
 		return 0;
-	CHECK(
-	    zk_owns(trace) && zk_owns(lde) && zk_owns(tree) && zk_owns(aligned),
-	    "round %d: large blocks must be phase memory (%d %d %d %d)", round,
-	    zk_owns(trace), zk_owns(lde), zk_owns(tree), zk_owns(aligned));
-	CHECK(!zk_owns(small), "round %d: a 64-byte block is ordinary memory",
-	      round);
+	CHECK(zk_owns(trace) && zk_owns(lde) && zk_owns(tree) &&
+		  zk_owns(aligned),
+	      "round %d: large blocks must come from the pool (%d %d %d %d)",
+	      round, zk_owns(trace), zk_owns(lde), zk_owns(tree),
+	      zk_owns(aligned));
+	CHECK(zk_owns(small) == (64 >= min_bytes),
+	      "round %d: a 64-byte block: zk_owns %d, zk.opt.min_bytes %zu",
+	      round, zk_owns(small), min_bytes);
 	CHECK(((uintptr_t)lde & 4095) == 0, "MALLOCX_ALIGN(4096) ignored");
 	CHECK(je_sallocx(trace, 0) >= ntrace && je_nallocx(ntrace, 0) >= ntrace,
 	      "sallocx %zu / nallocx %zu below %zu", je_sallocx(trace, 0),
@@ -118,15 +125,18 @@ static uint64_t prove(int round, uintptr_t *first_page)
 	for (size_t i = 0; i < ntrace; i += 4096)
 		h = h * 31 + trace[i] + lde[i] + tree[i % ntree];
 
-	if (round == 0) {
-		*first_page = (uintptr_t)trace & ~(uintptr_t)4095;
+	/* The pool takes the first proof's freed ranges in best fit: the
+	 * layout settles after it (round 1 may place the trace elsewhere in
+	 * the same resident pages), then stays. */
+	uintptr_t page = (uintptr_t)trace & ~(uintptr_t)4095;
+	if (round == 0)
 		check_one_jemalloc(trace);
-	} else {
-		CHECK(
-		    ((uintptr_t)trace & ~(uintptr_t)4095) == *first_page,
-		    "round %d: trace at %p, not in the first round's page %#lx",
-		    round, (void *)trace, (unsigned long)*first_page);
-	}
+	else if (round == 1)
+		*settled_page = page;
+	else
+		CHECK(page == *settled_page,
+		      "round %d: trace at %p, not in round 1's page %#lx",
+		      round, (void *)trace, (unsigned long)*settled_page);
 
 	je_sdallocx(trace, ntrace, 0);
 	je_dallocx(lde, MALLOCX_ALIGN(4096));
@@ -138,19 +148,23 @@ static uint64_t prove(int round, uintptr_t *first_page)
 
 int main(void)
 {
-	uintptr_t first_page = 0;
+	uintptr_t settled_page = 0;
 	long first_faults = 0, worst_warm = 0;
+	size_t len = sizeof(min_bytes);
+	CHECK(je_mallctl("zk.opt.min_bytes", &min_bytes, &len, NULL, 0) == 0,
+	      "zk.opt.min_bytes unreadable");
 
 	void *before = je_mallocx(16 * MiB, 0);
 	CHECK(before != NULL && !zk_owns(before),
-	      "a block made outside a phase must be ordinary memory");
+	      "a block made outside a phase must come from jemalloc's own "
+	      "arenas");
 	je_dallocx(before, 0);
 
 	for (int round = 0; round < PHASES; round++) {
 		CHECK(phase("zk.phase.begin") == 0, "round %d: begin failed",
 		      round);
 		long f0 = minor_faults();
-		uint64_t d = prove(round, &first_page);
+		uint64_t d = prove(round, &settled_page);
 		long faults = minor_faults() - f0;
 		CHECK(phase("zk.phase.end") == 0, "round %d: end failed",
 		      round);
@@ -173,7 +187,8 @@ int main(void)
 
 	void *after = je_mallocx(16 * MiB, 0);
 	CHECK(after != NULL && !zk_owns(after),
-	      "a block made after the phase must be ordinary memory");
+	      "a block made after the phase must come from jemalloc's own "
+	      "arenas");
 	je_dallocx(after, 0);
 	printf("first phase %ld faults, worst warm phase %ld\n", first_faults,
 	       worst_warm);

@@ -267,6 +267,7 @@ int main(void)
 {
 	Suite *s = suite_create("options");
 	TCase *tc = tcase_create("parse");
+	tcase_set_timeout(tc, 60); /* localedef takes seconds on a loaded box */
 	tcase_add_test(tc, uint_values);
 	tcase_add_test(tc, byte_values);
 	tcase_add_test(tc, gib_values);

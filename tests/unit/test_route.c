@@ -65,8 +65,8 @@ START_TEST(small_and_large_in_and_out_of_phase)
 		ck_assert(zk_tls.bound);
 	}
 	int f = zk_arena_flags();
-	ck_assert_int_ne(f, 0);
-	ck_assert_int_eq(f & ~(int)0xfff00000u, 0); /* MALLOCX_ARENA only */
+	ck_assert_int_ne(f & (int)0xfff00000u, 0);
+	ck_assert_int_eq(f & ~(int)0xfff00000u, MALLOCX_TCACHE_NONE);
 	zk_end_phase();
 	ck_assert_int_eq(zk_arena_flags(), 0);
 	void *after = zk_malloc(8 * MiB), *after_small = zk_malloc(64);

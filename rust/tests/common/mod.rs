@@ -1,9 +1,12 @@
-//! Shared by the integration tests: fault counting and the lock that keeps
-//! phase-using tests of one binary from running at the same time (phases are
-//! process-wide, and one test's begin_phase would discard another's memory).
+//! Shared by the integration tests: fault counting, the lock that keeps the
+//! phase-using tests of one binary apart (phases are process-wide: one
+//! test's begin would land in the middle of another's phase), and child
+//! processes (the library reads its options once, so a test of an option
+//! runs this test binary again with the variable set).
 #![allow(dead_code)]
 
 use std::ffi::{c_int, c_long};
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 #[repr(C)]
@@ -47,4 +50,42 @@ pub fn mix(acc: u64, x: u64) -> u64 {
     let mut h = (acc ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^= h >> 29;
     h
+}
+
+/// Runs the ignored test `name` of this test binary alone in a child
+/// process, with `env` set (None: removed) and ZKALLOC_TEST_CHILD=1.
+pub fn run_child(name: &str, env: &[(&str, Option<&str>)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ZKALLOC_TEST_CHILD", "1");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.output().unwrap()
+}
+
+/// Panics unless this process is a child started by run_child.
+pub fn assert_child() {
+    assert_eq!(
+        std::env::var("ZKALLOC_TEST_CHILD").as_deref(),
+        Ok("1"),
+        "run me through the parent test (common::run_child)"
+    );
+}
+
+/// stdout and stderr of a child, for messages.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
