@@ -13,6 +13,8 @@
  *
  *   dropin_churn <override.so> <libjemalloc.so> [ops per thread]
  *   dropin_churn child <threads> <ops per thread>     (what the parent runs)
+ *   dropin_churn loop <pairs>    a tight malloc+free loop of 16-256 B, one
+ *                                thread (callgrind.sh counts instructions)
  *
  * Prints one line per thread count: median CPU seconds of each allocator
  * and their ratio. Not a pass/fail test: exit 0 unless a child fails.
@@ -180,10 +182,31 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Every block escapes through it, so the compiler cannot pair a malloc with
+ * its free and drop both. */
+static void *volatile escape;
+
+/* pairs malloc+free pairs, each block touched once: the fast paths alone. */
+static int run_loop(uint64_t pairs)
+{
+	for (uint64_t i = 0; i < pairs; i++) {
+		size_t n = 16 + (i * 37 % 16) * 16; /* 16..256 B */
+		char *p = malloc(n);
+		if (p == NULL)
+			return 1;
+		*(volatile char *)p = (char)i;
+		escape = p;
+		free(escape);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "child") == 0)
 		return run_child(atoi(argv[2]), strtoull(argv[3], NULL, 10));
+	if (argc == 3 && strcmp(argv[1], "loop") == 0)
+		return run_loop(strtoull(argv[2], NULL, 10));
 	if (argc < 3) {
 		fprintf(stderr,
 			"usage: %s <override.so> <libjemalloc.so> "

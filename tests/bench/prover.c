@@ -38,83 +38,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prover.h"
+
 #ifdef WITH_ZKALLOC
 #include "zkalloc.h"
-#include <jemalloc/jemalloc.h> /* MALLOCX_ARENA, for the kept output */
 #endif
 
-#define MAX_THREADS   256
 #define MAX_PROOFS    1000
-#define MAX_LAYERS    40
 #define NCHUNKS	      4 /* quotient chunks */
 #define FRI_FINAL_LOG 6 /* FRI stops at 64 elements */
 #define FRI_QUERIES   32
-#define TASK_BYTES    (4u << 20) /* bytes of a matrix a task works on */
-#define QTASK_ROWS    2048u	 /* rows per quotient task (its temp buffer) */
-#define NODE_BYTES    32u	 /* one work-queue node */
+#define QTASK_ROWS    2048u /* rows per quotient task (its temp buffer) */
+#define NODE_BYTES    32u   /* one work-queue node */
 
-enum mode { MODE_MALLOC, MODE_IDEAL, MODE_ZK };
-enum scenario { SC_STEADY, SC_ROTATE, SC_SPIKE };
-
-/* ------------------------------------------------------------- options */
-
-struct opts {
-	enum mode mode;
-	const char *preset;
-	const char *label;   /* allocator name written to the CSV */
-	const char *csv;     /* append one row per proof here */
-	const char *summary; /* append one summary row here */
-	unsigned threads;
-	unsigned proofs;
-	unsigned log_n; /* rows of the trace before extension: N = 2^log_n */
-	unsigned width; /* columns of 4-byte field elements */
-	unsigned small; /* bookkeeping allocations per proof */
-	bool vary;	/* proof sizes N, N/2, 2N, N, ... */
-	bool grow;	/* trace and FRI input collected by push-doubling */
-	bool quiet;
-	enum scenario scenario;
-	size_t keep_bytes;  /* the kept realloc-grown output */
-	bool keep_arena;    /* zk mode: grow it in MALLOCX_ARENA(0) */
-	bool keep_damage;   /* self-test: damage it; the check must see it */
-	size_t spike_bytes; /* small objects of the spike proof */
-	unsigned spike_at;  /* 1-based proof that spikes */
-};
-
-static struct opts O;
+struct opts O;
 
 /* -------------------------------------------------------- BabyBear field */
-
-/* p = 15 * 2^27 + 1; values are kept in Montgomery form (R = 2^32). */
-#define FP	2013265921u
-#define FP_NINV 0x77ffffffu /* -p^-1 mod 2^32 */
-
-/* Branch-free reductions (an unsigned min picks the reduced value) so that
- * the compiler vectorizes the butterfly loops, as a prover's SIMD code would.
- */
-static inline uint32_t umin32(uint32_t a, uint32_t b)
-{
-	return a < b ? a : b;
-}
-
-static inline uint32_t f_add(uint32_t a, uint32_t b)
-{
-	uint32_t s = a + b;
-	return umin32(s, s - FP);
-}
-
-static inline uint32_t f_sub(uint32_t a, uint32_t b)
-{
-	uint32_t d = a - b;
-	return umin32(d, d + FP);
-}
-
-static inline uint32_t f_mul(uint32_t a, uint32_t b)
-{
-	uint64_t t = (uint64_t)a * b;
-	uint32_t m = (uint32_t)t * FP_NINV;
-	uint32_t u = (uint32_t)((t + (uint64_t)m * FP) >> 32);
-	return umin32(u, u - FP);
-}
 
 static uint32_t f_pow_plain(uint64_t b, uint64_t e)
 {
@@ -134,23 +73,6 @@ static inline uint32_t f_mont(uint32_t x)
 	return (uint32_t)(((uint64_t)x << 32) % FP);
 }
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
-/* A field element derived from (seed, a, b), already reduced. */
-static inline uint32_t f_rand(uint64_t seed, uint64_t a, uint64_t b)
-{
-	return (uint32_t)(mix64(seed ^ mix64(a * 0x9e3779b97f4a7c15ull + b)) %
-			  FP);
-}
-
 /* --------------------------------------------------------- the digest */
 
 /* Not cryptographic: 8 lanes of multiply-rotate, enough that every input word
@@ -160,7 +82,7 @@ static inline uint32_t rotl32(uint32_t x, unsigned r)
 	return (x << r) | (x >> (32 - r));
 }
 
-static void digest(const uint32_t *x, size_t n, uint32_t out[8])
+void digest(const uint32_t *x, size_t n, uint32_t out[8])
 {
 	uint32_t h[8];
 	for (unsigned l = 0; l < 8; l++)
@@ -179,28 +101,10 @@ static void digest(const uint32_t *x, size_t n, uint32_t out[8])
 
 /* --------------------------------------------------- allocation modes */
 
-/* Every allocation site names a slot. In malloc and zk modes the slot is
- * ignored; in ideal mode big buffers come from slots allocated and
- * pre-faulted before the first proof (sized for the largest proof), and small
- * ones from a pre-faulted bump pool that is rewound at each proof. */
-enum slot {
-	S_SMALL = 0, /* bookkeeping: ideal serves it from the pool */
-	S_TRACE,
-	S_TW,				    /* twiddles of the trace LDE */
-	S_TW_CHUNK,			    /* twiddles of the chunk LDEs */
-	S_Q,				    /* quotient */
-	S_F0,				    /* FRI input */
-	S_FOLD,				    /* 2: ping-pong fold buffers */
-	S_QTMP = S_FOLD + 2,		    /* per thread */
-	S_CHUNK = S_QTMP + MAX_THREADS,	    /* NCHUNKS */
-	S_TMERKLE = S_CHUNK + NCHUNKS,	    /* MAX_LAYERS */
-	S_CMERKLE = S_TMERKLE + MAX_LAYERS, /* NCHUNKS x MAX_LAYERS */
-	S_FMERKLE = S_CMERKLE + NCHUNKS * MAX_LAYERS, /* 2 x MAX_LAYERS */
-	S_GROW = S_FMERKLE + 2 * MAX_LAYERS,	      /* per segment */
-	S_KEEP = S_GROW + MAX_THREADS, /* 2: kept outputs of odd/even proofs */
-	NSLOTS = S_KEEP + 2,
-};
-
+/* Ideal mode: big buffers of the FFT/FRI workload come from slots
+ * allocated and pre-faulted before the first proof (sized for the largest
+ * proof), small ones from a pre-faulted bump pool rewound at each proof,
+ * the columns workload's from a pre-faulted bump pool per thread. */
 struct ideal_slot {
 	void *p;
 	size_t cap;
@@ -209,9 +113,11 @@ static struct ideal_slot slots[NSLOTS];
 static unsigned char *pool;
 static size_t pool_cap;
 static _Atomic size_t pool_used;
-static _Thread_local unsigned my_tid;
+static unsigned char *tpool[MAX_THREADS]; /* per thread (columns) */
+static size_t tpool_cap, tpool_used[MAX_THREADS];
+_Thread_local unsigned my_tid;
 
-static void die(const char *what)
+void die(const char *what)
 {
 	fprintf(stderr, "zkbench-prover: %s\n", what);
 	exit(2);
@@ -227,6 +133,36 @@ static void *pool_alloc(size_t n)
 	return pool + off;
 }
 
+static void *tpool_alloc(size_t n)
+{
+	unsigned t = my_tid;
+	size_t off = tpool_used[t];
+	n = (n + 63) & ~(size_t)63;
+	if (!tpool[t] || off + n > tpool_cap)
+		die("ideal: thread pool exhausted (sizing bug)");
+	tpool_used[t] = off + n;
+	return tpool[t] + off;
+}
+
+void ideal_thread_pools(size_t bytes)
+{
+	tpool_cap = (bytes + 63) & ~(size_t)63;
+	for (unsigned t = 0; t < O.threads; t++) {
+		tpool[t] = malloc(tpool_cap);
+		if (!tpool[t])
+			die("ideal: cannot allocate the thread pools");
+		memset(tpool[t], 0x5a, tpool_cap); /* pre-fault */
+	}
+}
+
+/* Every proof starts from empty pools. */
+static void ideal_rewind(void)
+{
+	atomic_store(&pool_used, 0);
+	for (unsigned t = 0; t < O.threads; t++)
+		tpool_used[t] = 0;
+}
+
 static void *slot_get(int s, size_t n)
 {
 	if (s == S_QTMP)
@@ -239,12 +175,56 @@ static void *slot_get(int s, size_t n)
 	return slots[s].p;
 }
 
-static void *xalloc(int s, size_t n)
+static void *ideal_get(int s, size_t n)
+{
+	return s == S_SMALL   ? pool_alloc(n)
+	       : s == S_SHARD ? tpool_alloc(n)
+			      : slot_get(s, n);
+}
+
+/* The live-bytes yardstick. One counter for all threads (a relaxed atomic
+ * add per allocation and per free: cheap next to the allocation itself);
+ * the peak is raised with a compare-exchange only when it is exceeded. */
+static _Atomic size_t live_bytes, live_max;
+
+void live_add(size_t n)
+{
+	size_t v =
+	    atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed) + n;
+	size_t m = atomic_load_explicit(&live_max, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(
+			    &live_max, &m, v, memory_order_relaxed,
+			    memory_order_relaxed))
+		;
+}
+
+void live_sub(size_t n)
+{
+	atomic_fetch_sub_explicit(&live_bytes, n, memory_order_relaxed);
+}
+
+size_t live_now(void)
+{
+	return atomic_load(&live_bytes);
+}
+
+size_t live_peak(void)
+{
+	return atomic_load(&live_max);
+}
+
+void live_reset_peak(void)
+{
+	atomic_store(&live_max, atomic_load(&live_bytes));
+}
+
+void *xalloc(int s, size_t n)
 {
 	void *p;
 	switch (O.mode) {
 	case MODE_IDEAL:
-		return s == S_SMALL ? pool_alloc(n) : slot_get(s, n);
+		p = ideal_get(s, n);
+		break;
 #ifdef WITH_ZKALLOC
 	case MODE_ZK:
 		p = zk_malloc(n);
@@ -255,17 +235,18 @@ static void *xalloc(int s, size_t n)
 	}
 	if (!p && n)
 		die("out of memory");
+	live_add(n);
 	return p;
 }
 
-static void *xcalloc(int s, size_t n)
+void *xcalloc(int s, size_t n)
 {
 	void *p;
 	switch (O.mode) {
 	case MODE_IDEAL:
-		p = s == S_SMALL ? pool_alloc(n) : slot_get(s, n);
+		p = ideal_get(s, n);
 		memset(p, 0, n); /* ideal reuses dirty memory: must clear */
-		return p;
+		break;
 #ifdef WITH_ZKALLOC
 	case MODE_ZK:
 		p = zk_calloc(1, n);
@@ -276,21 +257,23 @@ static void *xcalloc(int s, size_t n)
 	}
 	if (!p && n)
 		die("out of memory");
+	live_add(n);
 	return p;
 }
 
-/* old is the live size (ideal mode copies that much). */
-static void *xrealloc(int s, void *q, size_t old, size_t n)
+void *xrealloc(int s, void *q, size_t old, size_t n)
 {
 	void *p;
 	switch (O.mode) {
 	case MODE_IDEAL:
-		if (s != S_SMALL)
-			return slot_get(s, n); /* slot already holds the max */
-		p = pool_alloc(n);
+		if (s != S_SMALL && s != S_SHARD) {
+			p = slot_get(s, n); /* the slot holds the max */
+			break;
+		}
+		p = ideal_get(s, n);
 		if (q)
 			memcpy(p, q, old < n ? old : n);
-		return p;
+		break;
 #ifdef WITH_ZKALLOC
 	case MODE_ZK:
 		p = zk_realloc(q, n);
@@ -301,12 +284,17 @@ static void *xrealloc(int s, void *q, size_t old, size_t n)
 	}
 	if (!p && n)
 		die("out of memory");
+	live_add(n);
+	live_sub(q ? old : 0);
 	return p;
 }
 
-static void xfree(int s, void *p)
+void xfree(int s, void *p, size_t n)
 {
 	(void)s;
+	if (!p)
+		return;
+	live_sub(n);
 	switch (O.mode) {
 	case MODE_IDEAL:
 		return;
@@ -331,8 +319,6 @@ struct node {
 	uint32_t pad[5];
 };
 
-typedef void (*task_fn)(void *ctx, uint32_t task);
-
 static struct {
 	pthread_t th[MAX_THREADS];
 	pthread_barrier_t go, done;
@@ -343,8 +329,14 @@ static struct {
 	void (*solo)(void *); /* run_on(): what worker solo_tid runs first */
 	void *solo_ctx;
 	unsigned solo_tid;
+	task_fn each; /* run_each(): what every thread runs */
+	void *each_ctx;
 	bool quit;
 } pool_;
+
+/* Set while run_each's function runs on this thread: the stages it calls
+ * (ntt, merkle_build) run their tasks inline instead of queueing them. */
+static _Thread_local bool serial;
 
 struct small_map;
 static struct small_map *maps[MAX_THREADS];
@@ -353,7 +345,7 @@ static _Atomic uint64_t rec_next;  /* next bookkeeping record id */
 static uint64_t rec_limit;	   /* records per proof */
 static uint32_t rec_per_task;
 static _Atomic uint64_t ntasks_run; /* tasks in this proof */
-static uint64_t proof_seed;
+uint64_t proof_seed;
 
 static void bookkeeping(unsigned tid);
 
@@ -370,7 +362,7 @@ static void drain(unsigned tid)
 		if (n->pad[0] != (uint32_t)mix64(n->task + 77))
 			die("work queue node corrupted");
 		pool_.fn(pool_.ctx, n->task);
-		xfree(S_SMALL, n);
+		xfree(S_SMALL, n, sizeof *n);
 		bookkeeping(tid);
 		atomic_fetch_add_explicit(&ntasks_run, 1, memory_order_relaxed);
 	}
@@ -385,6 +377,11 @@ static void *worker(void *arg)
 			return NULL;
 		if (pool_.solo && pool_.solo_tid == my_tid)
 			pool_.solo(pool_.solo_ctx);
+		if (pool_.each) {
+			serial = true;
+			pool_.each(pool_.each_ctx, my_tid);
+			serial = false;
+		}
 		drain(my_tid);
 		pthread_barrier_wait(&pool_.done);
 	}
@@ -392,6 +389,11 @@ static void *worker(void *arg)
 
 static void run(task_fn fn, void *ctx, uint32_t ntasks)
 {
+	if (serial) { /* inside run_each: this thread does it all */
+		for (uint32_t t = 0; t < ntasks; t++)
+			fn(ctx, t);
+		return;
+	}
 	struct node *head = NULL;
 	for (uint32_t t = ntasks; t-- > 0;) {
 		struct node *n = xalloc(S_SMALL, sizeof *n);
@@ -423,6 +425,19 @@ static void run_on(unsigned tid, void (*fn)(void *), void *ctx)
 	pthread_barrier_wait(&pool_.go);
 	pthread_barrier_wait(&pool_.done);
 	pool_.solo = NULL;
+}
+
+void run_each(task_fn fn, void *ctx)
+{
+	pool_.head = NULL;
+	pool_.each = fn;
+	pool_.each_ctx = ctx;
+	pthread_barrier_wait(&pool_.go);
+	serial = true;
+	fn(ctx, 0);
+	serial = false;
+	pthread_barrier_wait(&pool_.done);
+	pool_.each = NULL;
 }
 
 static void pool_start(void)
@@ -466,7 +481,7 @@ struct small_map {
 	size_t nb, n;
 };
 
-static size_t rec_size(uint64_t id)
+size_t rec_size(uint64_t id)
 {
 	uint64_t h = mix64(id ^ proof_seed ^ 0xabcdefull);
 	unsigned k = (unsigned)(h % 9); /* 16 << 0..8: 16 B .. 4 KiB */
@@ -530,7 +545,7 @@ static void map_put(struct small_map *m, uint64_t id)
 			*pp = r;
 			atomic_fetch_add_explicit(&small_sum, rec_consume(old),
 						  memory_order_relaxed);
-			xfree(S_SMALL, old);
+			xfree(S_SMALL, old, sizeof *old + old->len);
 			return;
 		}
 	r->next = NULL;
@@ -545,9 +560,9 @@ static void map_clear(struct small_map *m)
 		for (struct rec *r = m->b[i], *next; r; r = next) {
 			next = r->next;
 			s += rec_consume(r);
-			xfree(S_SMALL, r);
+			xfree(S_SMALL, r, sizeof *r + r->len);
 		}
-	xfree(S_SMALL, m->b);
+	xfree(S_SMALL, m->b, m->nb * sizeof *m->b);
 	m->b = NULL;
 	m->nb = m->n = 0;
 	atomic_fetch_add_explicit(&small_sum, s, memory_order_relaxed);
@@ -616,7 +631,7 @@ static void ntt_task(void *ctx, uint32_t task)
 	}
 }
 
-static void ntt(uint32_t *m, size_t rows, size_t width, const uint32_t *tw)
+void ntt(uint32_t *m, size_t rows, size_t width, const uint32_t *tw)
 {
 	unsigned levels = (unsigned)__builtin_ctzll(rows);
 	for (unsigned l = 0; l < levels;) {
@@ -630,12 +645,17 @@ static void ntt(uint32_t *m, size_t rows, size_t width, const uint32_t *tw)
 	}
 }
 
+size_t twiddles_bytes(size_t rows)
+{
+	return (rows / 2 ? rows / 2 : 1) * 4;
+}
+
 /* Twiddles for an NTT of `rows` points: w^i for i < rows/2, Montgomery. */
-static uint32_t *twiddles(int slot, size_t rows)
+uint32_t *twiddles(int slot, size_t rows)
 {
 	unsigned log = (unsigned)__builtin_ctzll(rows);
 	uint32_t w = f_pow_plain(31, (uint64_t)(FP - 1) >> log);
-	size_t n = rows / 2 ? rows / 2 : 1;
+	size_t n = twiddles_bytes(rows) / 4;
 	uint32_t *tw = xalloc(slot, n * 4);
 	uint64_t x = 1;
 	for (size_t i = 0; i < n; i++) {
@@ -646,13 +666,6 @@ static uint32_t *twiddles(int slot, size_t rows)
 }
 
 /* ------------------------------------------------------------ Merkle */
-
-struct merkle {
-	uint32_t *layer[MAX_LAYERS]; /* layer[0]: leaf digests, 8 u32 each */
-	size_t len[MAX_LAYERS];
-	unsigned nlayers;
-	int slot; /* first slot of its layers */
-};
 
 struct leaf_ctx {
 	const uint32_t *m; /* rows to hash, `width` u32 each */
@@ -686,9 +699,15 @@ static void hash_rows(const uint32_t *m, size_t rows, size_t width,
 	run(leaf_task, &c, ceil_div(rows, c.per_task));
 }
 
+/* Layer k's site: one slot per layer, except the columns workload's. */
+static int layer_slot(int slot, unsigned k)
+{
+	return slot == S_SHARD ? slot : slot + (int)k;
+}
+
 /* Leaf digests of `rows` rows of `width` u32, then halving layers to a root. */
-static void merkle_build(struct merkle *t, int slot, const uint32_t *m,
-			 size_t rows, size_t width)
+void merkle_build(struct merkle *t, int slot, const uint32_t *m, size_t rows,
+		  size_t width)
 {
 	t->slot = slot;
 	t->nlayers = 0;
@@ -701,7 +720,7 @@ static void merkle_build(struct merkle *t, int slot, const uint32_t *m,
 		unsigned k = t->nlayers;
 		if (k >= MAX_LAYERS)
 			die("too many Merkle layers");
-		t->layer[k] = xalloc(slot + (int)k, (n / 2) * 32);
+		t->layer[k] = xalloc(layer_slot(slot, k), (n / 2) * 32);
 		t->len[k] = n / 2;
 		/* a parent hashes its two children: 16 u32 */
 		hash_rows(t->layer[k - 1], n / 2, 16, t->layer[k]);
@@ -710,7 +729,7 @@ static void merkle_build(struct merkle *t, int slot, const uint32_t *m,
 	}
 }
 
-static uint64_t merkle_root(const struct merkle *t)
+uint64_t merkle_root(const struct merkle *t)
 {
 	const uint32_t *r = t->layer[t->nlayers - 1];
 	uint64_t s = 0;
@@ -719,10 +738,10 @@ static uint64_t merkle_root(const struct merkle *t)
 	return s;
 }
 
-static void merkle_free(struct merkle *t)
+void merkle_free(struct merkle *t)
 {
 	for (unsigned k = 0; k < t->nlayers; k++)
-		xfree(t->slot + (int)k, t->layer[k]);
+		xfree(layer_slot(t->slot, k), t->layer[k], t->len[k] * 32);
 	t->nlayers = 0;
 }
 
@@ -773,7 +792,7 @@ static void grow_task(void *ctx, uint32_t seg)
 		v = xalloc(S_GROW + (int)seg, cap * 4);
 	for (size_t r = r0; r < r1; r++) {
 		while (len + c->width > cap) {
-			v = xrealloc(S_GROW + (int)seg, v, len * 4, cap * 8);
+			v = xrealloc(S_GROW + (int)seg, v, cap * 4, cap * 8);
 			cap *= 2;
 		}
 		c->gen(c->gen_ctx, r, v + len);
@@ -782,7 +801,7 @@ static void grow_task(void *ctx, uint32_t seg)
 	memcpy(c->dst + r0 * c->width, v, len * 4);
 	if (c->zero_ext)
 		memset(c->dst + (c->n + r0) * c->width, 0, len * 4);
-	xfree(S_GROW + (int)seg, v);
+	xfree(S_GROW + (int)seg, v, cap * 4);
 }
 
 static int gen_trace_row(void *ctx, size_t r, uint32_t *out)
@@ -832,7 +851,7 @@ static void quot_task(void *ctx, uint32_t task)
 			c->q[r * 4 + l] =
 			    f_add(c->q[r * 4 + l], f_mul(t[l], t[4 + l]));
 	}
-	xfree(S_QTMP, tmp);
+	xfree(S_QTMP, tmp, QTASK_ROWS * 32);
 }
 
 struct chunk_ctx {
@@ -903,25 +922,21 @@ static void fold_task(void *ctx, uint32_t task)
 
 /* ------------------------------------------------------ the kept output */
 
-/* Each proof grows one vector by realloc, from 16 B to keep_bytes, pushing
- * one element at a time (a proof's output built by push), and keeps it past
- * its phase: the next proof checks it after zk_begin_phase() and frees it.
- * By the phase contract it must be ordinary memory. In zk mode it is grown
- * with zk_realloc, so the library's routing decides, and a library whose
- * settings move a growing ordinary block into the phase (promotion) fails
- * here: that is what this output is for. --keep-via arena (or
- * ZKBENCH_KEEP_VIA=arena) grows it with zk_mallocx/zk_rallocx and an
- * explicit MALLOCX_ARENA(0) instead, which zkalloc honours as is: ordinary
- * under any settings, for configurations that promote. */
+/* Each proof grows one vector by realloc (zk_realloc in zk mode), from 16 B
+ * to keep_bytes, pushing one element at a time (a proof's output built by
+ * push), and keeps it past its phase: the next proof checks it after
+ * zk_begin_phase() and frees it. zkalloc 0.2 guarantees that a block
+ * outlives any later begin, wherever it was made: a changed hash is a
+ * library bug (exit 3). */
 static struct {
 	uint32_t *v;
-	size_t n;	/* elements */
+	size_t n, cap;	/* elements, of which allocated */
 	uint64_t sum;	/* its hash when it was made */
 	unsigned proof; /* 1-based proof that made it */
 } kept;
 static bool keep_ok = true; /* every kept output was intact when checked */
 
-static uint64_t hash_u32(const uint32_t *v, size_t n)
+uint64_t hash_u32(const uint32_t *v, size_t n)
 {
 	uint32_t d[8];
 	digest(v, n, d);
@@ -931,48 +946,26 @@ static uint64_t hash_u32(const uint32_t *v, size_t n)
 	return s;
 }
 
-static void *keep_resize(void *p, size_t n, unsigned proof)
-{
-	void *q;
-	switch (O.mode) {
-	case MODE_IDEAL: /* made at its final size; odd/even proofs alternate */
-		return slot_get(S_KEEP + (int)(proof & 1), n);
-#ifdef WITH_ZKALLOC
-	case MODE_ZK:
-		if (!O.keep_arena)
-			q = zk_realloc(p, n);
-		else if (p)
-			q = zk_rallocx(p, n, MALLOCX_ARENA(0));
-		else
-			q = zk_mallocx(n, MALLOCX_ARENA(0));
-		break;
-#endif
-	default:
-		q = realloc(p, n);
-	}
-	if (!q)
-		die("out of memory (kept output)");
-	return q;
-}
-
 /* Builds this proof's output from the trace commitment's leaves. */
-static uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
+uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
 {
 	size_t need = O.keep_bytes / 4, cap = 4, len = 0;
 	if (!need) /* --keep-mib 0 */
 		return 0;
 	if (O.mode == MODE_IDEAL)
 		cap = need;
-	uint32_t *v = keep_resize(NULL, cap * 4, proof);
+	int slot = S_KEEP + (int)(proof & 1); /* ideal: odd/even alternate */
+	uint32_t *v = xalloc(slot, cap * 4);
 	for (size_t i = 0; i < need; i++) {
 		if (len == cap) {
-			v = keep_resize(v, cap * 8, proof);
+			v = xrealloc(slot, v, cap * 4, cap * 8);
 			cap *= 2;
 		}
 		v[len++] = f_add(f_rand(proof_seed, 9, i), leaves[i % nl]);
 	}
 	kept.v = v;
 	kept.n = len;
+	kept.cap = cap;
 	kept.proof = proof;
 	kept.sum = hash_u32(v, len);
 	if (O.keep_damage) /* smoke.sh proves that keep_check can fail */
@@ -982,7 +975,7 @@ static uint64_t keep_make(unsigned proof, const uint32_t *leaves, size_t nl)
 
 /* Checks the output kept from the previous proof (a phase later) and frees
  * it. Returns its hash now, which enters the checksum. */
-static uint64_t keep_check(void)
+uint64_t keep_check(void)
 {
 	if (!kept.v)
 		return 0;
@@ -995,7 +988,7 @@ static uint64_t keep_check(void)
 			kept.proof, s, kept.sum);
 		keep_ok = false;
 	}
-	xfree(S_KEEP, kept.v);
+	xfree(S_KEEP, kept.v, kept.cap * 4);
 	kept.v = NULL;
 	return s;
 }
@@ -1086,7 +1079,7 @@ static void spike_free_task(void *ctx, uint32_t t)
 		for (uint32_t j = 0; j < o->len; j++)
 			b += o->data[j];
 		s = mix64(s ^ o->seed ^ ((uint64_t)b << 32));
-		xfree(S_SMALL, o);
+		xfree(S_SMALL, o, sizeof *o + o->len);
 	}
 	atomic_fetch_add_explicit(&spike_sum, s, memory_order_relaxed);
 }
@@ -1150,11 +1143,11 @@ static uint64_t prove(unsigned idx, unsigned log_n, uint64_t seed)
 	for (unsigned c = 0; c < NCHUNKS; c++)
 		cc.chunk[c] = xalloc(S_CHUNK + (int)c, cc.crows * 16);
 	run(chunk_fill_task, &cc, NCHUNKS);
-	xfree(S_Q, qc.q);
+	xfree(S_Q, qc.q, rows * 16);
 	uint32_t *tw2 = twiddles(S_TW_CHUNK, cc.crows);
 	for (unsigned c = 0; c < NCHUNKS; c++)
 		ntt(cc.chunk[c], cc.crows, 4, tw2);
-	xfree(S_TW_CHUNK, tw2);
+	xfree(S_TW_CHUNK, tw2, twiddles_bytes(cc.crows));
 	struct merkle cm[NCHUNKS]; /* kept for the openings */
 	for (unsigned c = 0; c < NCHUNKS; c++) {
 		merkle_build(&cm[c], S_CMERKLE + (int)c * MAX_LAYERS,
@@ -1206,7 +1199,7 @@ static uint64_t prove(unsigned idx, unsigned log_n, uint64_t seed)
 				    ck ^ fm.layer[0][(at / 2 % fm.len[0]) * 8]);
 		}
 		merkle_free(&fm);
-		xfree(fslot, f);
+		xfree(fslot, f, len * 16);
 		fm = nm;
 		f = fo.dst;
 		fslot = nslot;
@@ -1215,7 +1208,7 @@ static uint64_t prove(unsigned idx, unsigned log_n, uint64_t seed)
 	for (size_t i = 0; i < len * 4; i++) /* final polynomial */
 		ck = mix64(ck ^ f[i]);
 	merkle_free(&fm);
-	xfree(fslot, f);
+	xfree(fslot, f, len * 16);
 
 	/* openings: a few trace rows, then release the commitments */
 	for (unsigned qi = 0; qi < FRI_QUERIES; qi++) {
@@ -1229,10 +1222,10 @@ static uint64_t prove(unsigned idx, unsigned log_n, uint64_t seed)
 	for (unsigned c = 0; c < NCHUNKS; c++)
 		merkle_free(&cm[c]);
 	for (unsigned c = 0; c < NCHUNKS; c++)
-		xfree(S_CHUNK + (int)c, cc.chunk[c]);
+		xfree(S_CHUNK + (int)c, cc.chunk[c], cc.crows * 16);
 	merkle_free(&tm);
-	xfree(S_TW, tw);
-	xfree(S_TRACE, trace);
+	xfree(S_TW, tw, twiddles_bytes(rows));
+	xfree(S_TRACE, trace, rows * W * 4);
 
 	/* records the tasks did not get to (the count is exact per proof) */
 	while (atomic_load(&rec_next) < rec_limit)
@@ -1301,6 +1294,13 @@ static size_t tasks_estimate(unsigned log_n);
 static void ideal_setup(const unsigned *sizes, unsigned k)
 {
 	size_t total = 0, small = 0;
+	if (O.scenario == SC_COLUMNS) { /* only the kept output is a slot */
+		slot_need(S_KEEP, O.keep_bytes / 4 * 4);
+		slot_need(S_KEEP + 1, O.keep_bytes / 4 * 4);
+		small = (size_t)1 << 20;
+		columns_ideal_setup();
+		k = 0;
+	}
 	for (unsigned i = 0; i < k; i++) {
 		ideal_plan(sizes[i]);
 		/* small pool: records + queue nodes + map bucket arrays (their
@@ -1522,10 +1522,11 @@ static void usage(const char *why, const char *what)
 	    stderr,
 	    "usage: zkbench-prover [--mode malloc|ideal|zk] "
 	    "[--preset small|medium|default|large|vary|grow]\n"
-	    "       [--scenario steady|rotate|spike] [--threads T] [--proofs K]"
-	    "\n"
+	    "       [--scenario steady|rotate|spike|columns] [--threads T] "
+	    "[--proofs K]\n"
 	    "       [--log-n L] [--width W] [--small S] [--keep-mib M] "
-	    "[--keep-via realloc|arena] [--keep-damage]\n"
+	    "[--keep-damage]\n"
+	    "       [--vec-mib M] [--columns C] (columns: per worker)\n"
 	    "       [--spike-mib M] [--spike-at P] [--label NAME] [--csv FILE] "
 	    "[--summary FILE]\n"
 	    "       [--quiet]\n"
@@ -1542,7 +1543,10 @@ static const char *mode_name(enum mode m)
 
 static const char *scenario_name(enum scenario s)
 {
-	return s == SC_ROTATE ? "rotate" : s == SC_SPIKE ? "spike" : "steady";
+	return s == SC_ROTATE	 ? "rotate"
+	       : s == SC_SPIKE	 ? "spike"
+	       : s == SC_COLUMNS ? "columns"
+				 : "steady";
 }
 
 /* how the kept output is allocated */
@@ -1554,7 +1558,7 @@ static const char *keep_via_name(void)
 		return "preallocated";
 	if (O.mode == MODE_MALLOC)
 		return "realloc";
-	return O.keep_arena ? "arena0" : "zk_realloc";
+	return "zk_realloc";
 }
 
 static void parse(int argc, char **argv)
@@ -1565,8 +1569,8 @@ static void parse(int argc, char **argv)
 	O.threads = nthreads > 0 ? (unsigned)nthreads : 1;
 	O.proofs = 6;
 	unsigned log_n = 0, width = 0, small = 0;
-	int keep_mib = -1; /* -1: 1/32 of the trace */
-	const char *via = getenv("ZKBENCH_KEEP_VIA");
+	int vec_mib = -1, ncols = -1; /* -1: the preset's */
+	int keep_mib = -1;	      /* -1: 1/32 of the trace */
 	O.spike_bytes = (size_t)256 << 20;
 	O.spike_at = 4;
 	for (int i = 1; i < argc; i++) {
@@ -1599,12 +1603,14 @@ static void parse(int argc, char **argv)
 				O.scenario = SC_ROTATE;
 			else if (!strcmp(v, "spike"))
 				O.scenario = SC_SPIKE;
+			else if (!strcmp(v, "columns"))
+				O.scenario = SC_COLUMNS;
+			else if (!strcmp(v, "columns"))
+				O.scenario = SC_COLUMNS;
 			else
 				usage("unknown --scenario", v);
 		} else if (!strcmp(a, "--keep-mib"))
 			keep_mib = atoi(v);
-		else if (!strcmp(a, "--keep-via"))
-			via = v;
 		else if (!strcmp(a, "--spike-mib"))
 			O.spike_bytes = (size_t)atoi(v) << 20;
 		else if (!strcmp(a, "--spike-at"))
@@ -1621,6 +1627,10 @@ static void parse(int argc, char **argv)
 			width = (unsigned)atoi(v);
 		else if (!strcmp(a, "--small"))
 			small = (unsigned)atoi(v);
+		else if (!strcmp(a, "--vec-mib"))
+			vec_mib = atoi(v);
+		else if (!strcmp(a, "--columns"))
+			ncols = atoi(v);
 		else if (!strcmp(a, "--label"))
 			O.label = v;
 		else if (!strcmp(a, "--csv"))
@@ -1634,13 +1644,29 @@ static void parse(int argc, char **argv)
 	if (O.mode == MODE_ZK)
 		die("this binary has no zkalloc: use zkbench-prover-zk");
 #endif
-	if (via && !strcmp(via, "arena"))
-		O.keep_arena = true;
-	else if (via && strcmp(via, "realloc"))
-		usage("unknown --keep-via (or ZKBENCH_KEEP_VIA)", via);
-	/* presets: rows before extension (2^log_n), columns, small allocs */
+	/* presets: rows before extension (2^log_n), columns, small allocs;
+	 * for the columns scenario the same per worker, its vector (MiB) and
+	 * its 1 MiB columns */
 	O.width = 1300;
-	if (!strcmp(O.preset, "small"))
+	if (O.scenario == SC_COLUMNS) {
+		O.vec_bytes = (size_t)32 << 20;
+		if (!strcmp(O.preset, "small"))
+			O.log_n = 10, O.width = 16, O.small = 300,
+			O.vec_bytes = (size_t)4 << 20, O.ncols = 4;
+		else if (!strcmp(O.preset, "medium"))
+			O.log_n = 13, O.width = 64, O.small = 2000,
+			O.ncols = 16;
+		else if (!strcmp(O.preset, "default"))
+			O.log_n = 14, O.width = 64, O.small = 4000,
+			O.ncols = 32;
+		else if (!strcmp(O.preset, "large"))
+			O.log_n = 15, O.width = 64, O.small = 8000,
+			O.ncols = 64;
+		else
+			usage("the columns scenario takes --preset small, "
+			      "medium, default or large, not",
+			      O.preset);
+	} else if (!strcmp(O.preset, "small"))
 		O.log_n = 14, O.small = 20000;
 	else if (!strcmp(O.preset, "medium"))
 		O.log_n = 16, O.small = 50000;
@@ -1660,16 +1686,24 @@ static void parse(int argc, char **argv)
 		O.width = width;
 	if (small)
 		O.small = small;
+	if (vec_mib >= 0)
+		O.vec_bytes = (size_t)vec_mib << 20;
+	if (ncols >= 0)
+		O.ncols = (unsigned)ncols;
 	if (O.threads < 1 || O.threads > MAX_THREADS || O.proofs < 1 ||
 	    O.proofs > MAX_PROOFS || O.log_n < 8 || O.log_n > 26 ||
 	    O.width < 1 || O.width > 100000 || O.small < 16 || keep_mib < -1 ||
 	    keep_mib > 4096 || O.spike_bytes < ((size_t)1 << 20) ||
 	    O.spike_bytes > ((size_t)64 << 30) ||
 	    (O.scenario == SC_SPIKE &&
-	     (O.spike_at < 2 || O.spike_at > O.proofs)))
+	     (O.spike_at < 2 || O.spike_at > O.proofs)) ||
+	    (O.scenario == SC_COLUMNS &&
+	     (O.vec_bytes < ((size_t)1 << 20) ||
+	      O.vec_bytes > ((size_t)4 << 30) || O.ncols < 1 || O.ncols > 256)))
 		usage("a value is out of range (threads 1-256, proofs 1-1000, "
 		      "log-n 8-26, width 1-100000, small >= 16, keep-mib <= "
-		      "4096, spike-mib 1-65536, spike-at 2..proofs)",
+		      "4096, spike-mib 1-65536, spike-at 2..proofs, vec-mib "
+		      "1-4096, columns 1-256)",
 		      NULL);
 	/* the kept output: 1/32 of the trace, 2-64 MiB, unless given */
 	size_t trace_bytes = ((size_t)2 << O.log_n) * O.width * 4;
@@ -1698,6 +1732,8 @@ int main(int argc, char **argv)
 		if (!maps[t])
 			die("out of memory");
 	}
+	if (O.scenario == SC_COLUMNS)
+		columns_setup();
 	if (O.mode == MODE_IDEAL)
 		ideal_setup(sizes, O.proofs);
 	pool_start();
@@ -1716,7 +1752,7 @@ int main(int argc, char **argv)
 			fprintf(csv,
 				"label,mode,preset,threads,proof,log_n,width,"
 				"wall_s,minflt,rss_end_mib,proof_peak_mib,"
-				"checksum,cpu_s,scenario\n");
+				"checksum,cpu_s,scenario,live_peak_mib\n");
 	}
 	if (O.summary) {
 		sum = fopen(O.summary, "a");
@@ -1730,7 +1766,7 @@ int main(int argc, char **argv)
 				"warm_cpu_s,scenario,keep_ok,keep_mib,load,"
 				"load_other,cpus,steady_rss_mib,"
 				"spike_rss_mib,spike_peak_mib,recover_phases,"
-				"final_rss_mib,keep_via\n");
+				"final_rss_mib,keep_via,live_peak_mib\n");
 	}
 	if (!O.quiet) {
 		printf("# zkbench-prover mode=%s label=%s preset=%s "
@@ -1744,12 +1780,18 @@ int main(int argc, char **argv)
 			printf("# spike: %.0f MiB of small objects in proof "
 			       "%u\n",
 			       O.spike_bytes / 1048576.0, O.spike_at);
-		printf("%-6s %-6s %9s %10s %9s %9s %10s  %s\n", "proof",
+		if (O.scenario == SC_COLUMNS)
+			printf("# columns, per worker: trace 2^%u x %u, vector "
+			       "%.0f MiB, %u columns of 1 MiB, %u records\n",
+			       O.log_n + 1, O.width, O.vec_bytes / 1048576.0,
+			       O.ncols, O.small);
+		printf("%-6s %-6s %9s %10s %9s %9s %9s %10s  %s\n", "proof",
 		       "log_n", "wall_s", "minflt", "rss_MiB", "peak_MiB",
-		       "hwm_MiB", "checksum");
+		       "live_MiB", "", "checksum");
 	}
 	double wall[MAX_PROOFS], cpu[MAX_PROOFS];
 	long flt[MAX_PROOFS], rss[MAX_PROOFS], peak[MAX_PROOFS];
+	size_t livepk[MAX_PROOFS]; /* bytes: the workload's own live peak */
 	uint64_t total = 0;
 	bool hwm_ok = true;
 	for (unsigned i = 0; i < O.proofs; i++) {
@@ -1759,12 +1801,16 @@ int main(int argc, char **argv)
 		double t0 = now_s();
 		atomic_store(&ntasks_run, 0);
 		if (O.mode == MODE_IDEAL)
-			atomic_store(&pool_used, 0);
+			ideal_rewind();
+		live_reset_peak();
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK && zk_begin_phase() != 0)
 			die("zk_begin_phase failed");
 #endif
-		uint64_t ck = prove(i, sizes[i], (uint64_t)(i + 1) * 0x51ed27);
+		uint64_t seed = (uint64_t)(i + 1) * 0x51ed27;
+		uint64_t ck = O.scenario == SC_COLUMNS
+				  ? columns_prove(i, seed)
+				  : prove(i, sizes[i], seed);
 #ifdef WITH_ZKALLOC
 		if (O.mode == MODE_ZK)
 			zk_end_phase();
@@ -1774,12 +1820,14 @@ int main(int argc, char **argv)
 		flt[i] = minflt() - f0;
 		rss[i] = status_kib("VmRSS");
 		peak[i] = status_kib("VmHWM");
+		livepk[i] = live_peak();
 		total = mix64(total ^ ck);
 		if (!O.quiet) {
-			printf("%-6u %-6u %9.3f %10ld %9.1f %9.1f %10s  "
+			printf("%-6u %-6u %9.3f %10ld %9.1f %9.1f %9.1f %10s  "
 			       "%016" PRIx64 "\n",
 			       i + 1, sizes[i], wall[i], flt[i],
 			       rss[i] / 1024.0, peak[i] / 1024.0,
+			       livepk[i] / 1048576.0,
 			       i == 0 ? "(cold)"
 			       : O.scenario == SC_SPIKE && i + 1 == O.spike_at
 				   ? "(spike)"
@@ -1790,11 +1838,12 @@ int main(int argc, char **argv)
 		if (csv) {
 			fprintf(csv,
 				"%s,%s,%s,%u,%u,%u,%u,%.4f,%ld,%.1f,%.1f,"
-				"%016" PRIx64 ",%.4f,%s\n",
+				"%016" PRIx64 ",%.4f,%s,%.1f\n",
 				O.label, mode_name(O.mode), O.preset, O.threads,
 				i + 1, sizes[i], O.width, wall[i], flt[i],
 				rss[i] / 1024.0, peak[i] / 1024.0, ck, cpu[i],
-				scenario_name(O.scenario));
+				scenario_name(O.scenario),
+				livepk[i] / 1048576.0);
 			fflush(csv);
 		}
 	}
@@ -1853,6 +1902,11 @@ int main(int argc, char **argv)
 			maxpeak = peak[i];
 	if (!hwm_ok || hwm > maxpeak)
 		maxpeak = hwm; /* clear_refs unavailable: process peak */
+	size_t maxlive_b = 0;
+	for (unsigned i = 0; i < O.proofs; i++)
+		if (livepk[i] > maxlive_b)
+			maxlive_b = livepk[i];
+	double maxlive = maxlive_b / 1048576.0;
 	/* RSS growth: the last proof's end-of-proof RSS against the first warm
 	 * proof of the same size */
 	double growth = 0;
@@ -1864,9 +1918,11 @@ int main(int argc, char **argv)
 	if (!O.quiet) {
 		printf(
 		    "# warm median %.3f s (CPU %.3f s), cold %.3f s, warm "
-		    "faults (median) %ld, peak RSS %.1f MiB, RSS growth %.1f "
-		    "MiB\n",
-		    wmed, cmed, wall[0], fmed, maxpeak / 1024.0, growth);
+		    "faults (median) %ld, peak RSS %.1f MiB (%.2f x the live "
+		    "peak %.1f MiB), RSS growth %.1f MiB\n",
+		    wmed, cmed, wall[0], fmed, maxpeak / 1024.0,
+		    maxlive > 0 ? maxpeak / 1024.0 / maxlive : 0.0, maxlive,
+		    growth);
 		printf("# kept realloc outputs: %s; machine load %.2f (others "
 		       "%.2f) on %ld CPUs\n",
 		       keep_ok ? "intact" : "CORRUPTED", load, load_other,
@@ -1882,19 +1938,22 @@ int main(int argc, char **argv)
 			zk_stats_t st = {.size = sizeof st};
 			if (zk_stats_get(&st) == 0)
 				printf(
-				    "# zkalloc: region %s, slab %.1f GiB x %u, "
-				    "resident %.1f MiB, overflow %" PRIu64
-				    " (%.1f MiB), "
-				    "arenas %" PRIu64 ", hook zeroed %.1f "
-				    "MiB, small resident %.1f MiB\n",
+				    "# zkalloc: region %s, resident %.1f MiB, "
+				    "top (high water) %.1f MiB, live %.1f MiB, "
+				    "kept %" PRIu64 " blocks (%.1f MiB), "
+				    "overflow %" PRIu64 " (%.1f MiB), hook "
+				    "zeroed %.1f MiB, trims %" PRIu64
+				    " (%.1f MiB), arenas %" PRIu64 "\n",
 				    st.region_reserved ? "reserved" : "FAILED",
-				    st.slab_size / 1073741824.0, st.nslabs,
 				    st.resident_bytes / 1048576.0,
+				    st.top_bytes / 1048576.0,
+				    st.live_bytes / 1048576.0, st.kept_blocks,
+				    st.kept_bytes / 1048576.0,
 				    st.overflow_count,
 				    st.overflow_bytes / 1048576.0,
-				    st.arenas_created,
-				    st.hook_zeroed_bytes / 1048576.0,
-				    st.small_resident_bytes / 1048576.0);
+				    st.hook_zeroed_bytes / 1048576.0, st.trims,
+				    st.trimmed_bytes / 1048576.0,
+				    st.arenas_created);
 		}
 #endif
 	}
@@ -1904,16 +1963,17 @@ int main(int argc, char **argv)
 		fprintf(sum,
 			"%s,%s,%s,%u,%u,%u,%u,%.4f,%.4f,%ld,%.1f,%.1f,"
 			"%016" PRIx64 ",%.4f,%s,%d,%.1f,%.2f,%.2f,%ld,%.1f,"
-			"%.1f,%.1f,%d,%.1f,%s\n",
+			"%.1f,%.1f,%d,%.1f,%s,%.1f\n",
 			O.label, mode_name(O.mode), O.preset, O.threads,
 			O.proofs, O.log_n, O.width, wmed, wall[0], fmed,
 			maxpeak / 1024.0, growth, total, cmed,
 			scenario_name(O.scenario), keep_ok,
 			O.keep_bytes / 1048576.0, load, load_other, ncpu,
 			steady_rss, spike_rss, spike_peak, recover, final_rss,
-			keep_via_name());
+			keep_via_name(), maxlive);
 		fclose(sum);
 	}
+	printf("live_peak_bytes %zu\n", maxlive_b);
 	printf("checksum %016" PRIx64 "\n", total);
 	pool_stop();
 	return keep_ok ? 0 : 3;
