@@ -88,6 +88,7 @@ void zk_check_init(void)
 	if (zk_g.opt[ZK_OPT_CHECK] == 0)
 		return;
 	__atomic_store_n(&zk_check_on, true, __ATOMIC_RELAXED);
+	zk_route_checked();
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_segv;

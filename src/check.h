@@ -39,9 +39,12 @@ static inline bool check_on(void)
 	return __atomic_load_n(&zk_check_on, __ATOMIC_RELAXED);
 }
 
-/* Set zk_check_on from the options; when on, install the SIGSEGV reporter.
- * Called once by zk_init. */
+/* Set zk_check_on from the options; when on, install the SIGSEGV reporter
+ * and send zk_free to the checked path. Called once by zk_init. */
 void zk_check_init(void);
+
+/* route.c: zk_free verifies every pointer from now on. */
+void zk_route_checked(void);
 
 /* Report and abort unless p (not NULL) may be freed, reallocated or sized
  * now: a pointer into the region must lie on a page handed to jemalloc.

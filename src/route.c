@@ -37,16 +37,63 @@
  * arena 20-31. */
 #define FLAG_ARENA_MASK ((int)0xfff00000u)
 
-/* Written once by the constructor below, before main; false until then,
- * which is always safe. */
-static bool je_malloc_is_jemalloc;
+static inline void *nomem(void *p);
+static void checked_free(void *p, const char *op);
+
+/* Where zk_malloc and zk_free go for a thread in step: jemalloc's malloc
+ * and free once the constructor below has seen they are jemalloc's own;
+ * until then, or if they are not, the *allocx entry points (always safe);
+ * zk_free goes to checked_free in checked mode (zk_route_checked). One
+ * indirect jump each: the choice costs nothing per call. */
+static void *malloc_allocx(size_t size)
+{
+	return nomem(je_mallocx(size ? size : 1, 0));
+}
+
+static void free_allocx(void *p)
+{
+	if (likely(p != NULL))
+		je_dallocx(p, 0);
+}
+
+static void free_checked(void *p)
+{
+	checked_free(p, "zk_free");
+}
+
+static void *(*malloc_entry)(size_t) = malloc_allocx;
+static void (*free_entry)(void *) = free_allocx;
+static bool je_malloc_is_jemalloc; /* zk_calloc's and zk_realloc's */
+
+static inline bool je_own(void)
+{
+	return __atomic_load_n(&je_malloc_is_jemalloc, __ATOMIC_RELAXED);
+}
+
+static inline void *(*malloc_fn(void))(size_t)
+{
+	return __atomic_load_n(&malloc_entry, __ATOMIC_RELAXED);
+}
 
 __attribute__((constructor)) static void find_jemalloc_malloc(void)
 {
 	Dl_info m, x;
-	je_malloc_is_jemalloc = dladdr((void *)&je_malloc, &m) != 0 &&
-				dladdr((void *)&je_mallocx, &x) != 0 &&
-				m.dli_fbase == x.dli_fbase;
+	bool own = dladdr((void *)&je_malloc, &m) != 0 &&
+		   dladdr((void *)&je_mallocx, &x) != 0 &&
+		   m.dli_fbase == x.dli_fbase;
+	if (!own)
+		return;
+	__atomic_store_n(&je_malloc_is_jemalloc, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&malloc_entry, je_malloc, __ATOMIC_RELAXED);
+	/* checked mode may have been chosen already (a constructor that
+	 * ran first called zk_init) */
+	if (!check_on())
+		__atomic_store_n(&free_entry, je_free, __ATOMIC_RELAXED);
+}
+
+void zk_route_checked(void)
+{
+	__atomic_store_n(&free_entry, free_checked, __ATOMIC_RELAXED);
 }
 
 static inline bool in_step(void)
@@ -91,11 +138,8 @@ static void *alloc_slow(size_t size, int flags)
 
 void *zk_malloc(size_t size)
 {
-	if (likely(in_step())) {
-		if (likely(je_malloc_is_jemalloc))
-			return je_malloc(size); /* sets errno, unique for 0 */
-		return nomem(je_mallocx(size ? size : 1, 0));
-	}
+	if (likely(in_step()))
+		return malloc_fn()(size); /* sets errno, unique for 0 */
 	return alloc_slow(size ? size : 1, 0);
 }
 
@@ -108,7 +152,7 @@ void *zk_mallocx(size_t size, int flags)
 
 void *zk_calloc(size_t n, size_t size)
 {
-	if (likely(in_step()) && likely(je_malloc_is_jemalloc))
+	if (likely(in_step()) && likely(je_own()))
 		return je_calloc(n, size); /* checks n * size, sets errno */
 	size_t total;
 	if (unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -130,12 +174,7 @@ static void checked_free(void *p, const char *op)
 
 void zk_free(void *p)
 {
-	if (unlikely(check_on()))
-		checked_free(p, "zk_free");
-	else if (likely(je_malloc_is_jemalloc))
-		je_free(p);
-	else if (likely(p != NULL))
-		je_dallocx(p, 0);
+	__atomic_load_n(&free_entry, __ATOMIC_RELAXED)(p);
 }
 
 void zk_dallocx(void *p, int flags)
