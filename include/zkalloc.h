@@ -32,9 +32,10 @@
  * everything as it would without zkalloc.
  *
  * Resident memory: freed pages stay resident between proofs while recent
- * phases need them. At each zk_begin_phase(), free pages that none of the
- * last K phases (ZK_ALLOC_TRIM_PHASES, default 4) allocated or freed are
- * given back to the kernel.
+ * phases need them. At each zk_begin_phase(), free pages beyond what the
+ * recent phases' peak needs, in groups none of the last K phases
+ * (ZK_ALLOC_TRIM_PHASES, default 4) allocated or freed, are given back to
+ * the kernel.
  *
  * Everything is thread-safe unless a line says otherwise. Nothing here
  * aborts: when the pool cannot serve a request (region full, a refused
@@ -69,9 +70,9 @@ extern "C" {
 /* ---------------------------------------------------------------- phases */
 
 /* Start a phase (one proof): from now on, a thread's requests are served
- * from the pool (see "Routing" above). Gives back to the kernel the free
- * pages that none of the last ZK_ALLOC_TRIM_PHASES phases used, and
- * advances the epoch. Frees nothing and moves nothing: every block stays
+ * from the pool (see "Routing" above). Gives back to the kernel free pages
+ * beyond the recent peak that none of the last ZK_ALLOC_TRIM_PHASES phases
+ * used (see "Resident memory" above), and advances the epoch. Frees nothing and moves nothing: every block stays
  * valid until freed. Returns 0, or EBUSY if a phase is already active
  * (then nothing changes). Reserves the region on the first call
  * (ZK_ALLOC_REGION_GB of address space, PROT_NONE, committed as the pool

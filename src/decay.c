@@ -3,10 +3,11 @@
  *
  * The decay: at each begin, free pages of 64-page groups that none of the
  * last K phases allocated or freed go back to the kernel (MADV_DONTNEED),
- * as long as the free pages left resident cover the largest peak of those
- * phases (plus an eighth). The runs are taken out of the free lists under
- * the lock in batches, given back outside it (they are nobody else's
- * meanwhile), and put back, clean.
+ * the longest unused and the highest first, as long as the free pages left
+ * resident cover the peak the next phases are expected to reach
+ * (peak_to_keep, plus an eighth and 2 MiB). The runs are taken out of the
+ * free lists under the lock in batches, given back outside it (they are
+ * nobody else's meanwhile), and put back, clean.
  */
 #include "pool_impl.h"
 

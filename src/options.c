@@ -59,8 +59,8 @@ const zk_opt_desc_t zk_opt_table[ZK_OPT__COUNT] = {
 			"1 = one banner line at start and a summary at exit"},
     [ZK_OPT_TRIM_PHASES] = {"ZK_ALLOC_TRIM_PHASES", ZK_KIND_UINT, 4, NULL, 1,
 			    64, NULL,
-			    "at each begin, free pages that none of the last "
-			    "K phases used are given back"},
+			    "at each begin, free pages beyond the recent peak "
+			    "that none of the last K phases used go back"},
 };
 
 const char *const zk_opt_retired[] = {
