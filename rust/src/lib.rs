@@ -183,9 +183,8 @@ impl std::error::Error for PhaseBusy {}
 /// from the pool. Frees nothing and moves nothing: every block stays valid
 /// until dropped. Gives back to the kernel free pool pages beyond the recent
 /// proofs' peak that none of the last `ZK_ALLOC_TRIM_PHASES` phases used.
-/// Panics if a phase is already
-/// active, as the original bump allocator does; nothing changes in that
-/// case. Use [`phase`] or [`PhaseGuard`] to end the phase on every way out,
+/// Panics if a phase is already active, as the original bump allocator
+/// does; nothing changes in that case. Use [`phase`] or [`PhaseGuard`] to end the phase on every way out,
 /// and [`try_begin_phase`] for an error instead of a panic.
 pub fn begin_phase() {
     if try_begin_phase().is_err() {
