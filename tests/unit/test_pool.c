@@ -253,23 +253,23 @@ static void peak_then_typical(size_t typical)
 	zk_pool_begin(13, 4);
 }
 
-/* A peak up to four times the typical one, within 16K phases, keeps its
+/* A peak up to eight times the typical one, within 16K phases, keeps its
  * pages: a proof whose threads race to a higher peak now and then does
  * not fault again. */
 START_TEST(decay_keeps_a_recurring_peak)
 {
-	peak_then_typical(20);
+	peak_then_typical(5);
 	ck_assert_uint_eq(ST(trims), 0);
 }
 END_TEST
 
-/* A lone spike (over four times the typical peak) is let go after K phases,
+/* A lone spike (over eight times the typical peak) is let go after K phases,
  * down to the typical peak plus an eighth and the floor. */
 START_TEST(decay_lets_a_spike_go)
 {
-	peak_then_typical(6);
+	peak_then_typical(3);
 	ck_assert_uint_eq(ST(trimmed_bytes),
-			  32 * MiB - (6 * MiB + 6 * MiB / 8 + FLOOR));
+			  32 * MiB - (3 * MiB + 3 * MiB / 8 + FLOOR));
 }
 END_TEST
 
