@@ -56,9 +56,9 @@ static bool old_run_below(const node_t *x, uint32_t e, unsigned k,
 
 /* Take out of the free table up to a batch of old dirty runs below page
  * *cursor, the highest first, holding at most *budget dirty pages in all:
- * large requests are placed from the bottom, so the pages left resident
- * are the ones they meet first. Lowers *budget and *cursor by what it
- * takes and passes. Lock held. */
+ * a run cut short keeps its bottom, where large requests are placed, so
+ * the pages left resident are the ones they meet first. Lowers *budget and
+ * *cursor by what it takes and passes. Lock held. */
 static void collect_batch(uint32_t e, unsigned k, uint64_t *budget,
 			  uint32_t *cursor)
 {

@@ -18,7 +18,7 @@
  * few mprotect calls. */
 #define COMMIT_STEP ((size_t)64 << 20)
 #define NODE_STEP   4096u
-#define CLASSES	    256u /* free lists by length (ranges.c) */
+#define CLASSES	    384u /* free lists by length (ranges.c) */
 
 enum { NODE_UNUSED = 0, NODE_FREE, NODE_QUARANTINE };
 
@@ -44,8 +44,8 @@ typedef struct pool_book {
 	node_t *nodes;
 	uint32_t max_nodes, node_hw, node_committed, unused;
 	uint32_t root; /* the treap of free ranges */
-	/* Free ranges by length: heads[n] lists those of n pages (n <
-	 * CLASSES), heads[0] the longer ones; a bit of nonempty per list. */
+	/* Free ranges by length (ranges.c: class_of); a bit of nonempty
+	 * per list. */
 	uint32_t heads[CLASSES];
 	uint64_t nonempty[CLASSES / 64];
 	uint32_t q_head, q_tail; /* quarantine, oldest first */

@@ -1,20 +1,23 @@
 /*
- * The pool's table of free ranges: a large request takes the lowest free
- * range it fits in (address-ordered first fit), a small one the shortest
- * (best fit; see zk_find_fit). Ranges are kept in a treap ordered by
- * address in which every node also knows the largest range of its
- * subtree, so the first fit is one walk from the root, and in lists by
- * length, so the best fit for a small request is a bit scan; a boundary
- * map (page -> range starting or ending there) finds a freed range's free
- * neighbours to merge with. Everything here runs with the pool lock held.
+ * The pool's table of free ranges: a request takes the shortest free range
+ * it fits in (best fit; see zk_find_fit). Ranges are kept in lists by
+ * length (one per length below 256 pages, one per quarter power of two
+ * above), so the best fit is a bit scan and a short walk; in a treap
+ * ordered by address in which every node also knows the largest range of
+ * its subtree (the decay walks ranges from the top, and the first fit by
+ * address is the fallback); and in a boundary map (page -> range starting
+ * or ending there) that finds a freed range's free neighbours to merge
+ * with. Everything here runs with the pool lock held.
  *
- * Why first fit by address: a proof's requests come in a slightly
- * different order every time its threads race; packing them at the bottom
- * of the region keeps the set of pages a proof touches the same from proof
- * to proof (a page touched once stays resident, so warm proofs do not
- * fault), and leaves the free space in a few large ranges at the top, which
- * is also what makes big requests fit (jemalloc's extent allocator picks by
- * address for the same reasons).
+ * Why best fit: a proof's requests come in a slightly different order
+ * every time its threads race. Each request taking the hole that fits it
+ * best keeps a buffer in the hole a buffer of its size left, whichever
+ * came first, so the set of pages a proof touches stays the same from
+ * proof to proof (a page touched once stays resident: warm proofs do not
+ * fault) and big ranges stay whole for big buffers. (Best fit and
+ * address-ordered first fit are the two policies with low fragmentation
+ * on real programs: Johnstone and Wilson, "The Memory Fragmentation
+ * Problem: Solved?", ISMM 1998.)
  */
 #include "pool_impl.h"
 
@@ -104,9 +107,16 @@ static uint32_t merge(uint32_t a, uint32_t b)
 
 /* ------------------------------------------------- lists by length */
 
-static inline unsigned class_of(uint32_t len)
+/* Short ranges (fewer than EXACT pages) have a list per length; longer
+ * ones a list per quarter of a power of two: [4, 5, 6, 7] << (lg - 2). */
+#define EXACT 256u
+
+static inline unsigned class_of(uint64_t len)
 {
-	return len < CLASSES ? len : 0;
+	if (len < EXACT)
+		return (unsigned)len;
+	unsigned lg = 63u - (unsigned)__builtin_clzll(len); /* >= 8 */
+	return EXACT + (lg - 8) * 4 + (unsigned)((len >> (lg - 2)) & 3);
 }
 
 static void list_push(uint32_t i)
@@ -132,6 +142,8 @@ static void list_unlink(uint32_t i)
 	if (zk_book.heads[c] == NIL)
 		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
 }
+
+_Static_assert(EXACT + 24 * 4 <= CLASSES, "a class for every uint32 length");
 
 /* The first nonempty list from class c up (CLASSES: none). */
 static unsigned next_class(unsigned c)
@@ -294,12 +306,14 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 
 /* Requests below this many bytes are "small": jemalloc's slabs of small
  * blocks and its small large blocks, many of which live long (a slab one
- * block of which stays allocated). They go to the shortest free range that
- * holds them (best fit), at its end; large requests go to the lowest free
- * range that holds them (address-ordered first fit), at its start. Small
- * blocks then fill the holes other small blocks left, and never land at
- * the edge of the range a big buffer freed, where they would keep that
- * buffer from fitting there again. */
+ * block of which stays allocated). Every request goes to the shortest free
+ * range that holds it (best fit); a large one at the range's start, a
+ * small one at its end. So a buffer, small or large, takes the hole that a
+ * buffer of its size left rather than the edge of a longer range another
+ * buffer will want back (with first fit by address, 4 MiB blocks made
+ * before a rotating 128 MiB buffer took the bottom of its range, and it
+ * moved to fresh pages: tests/stress/stress_rotate.c), and small blocks
+ * fill the holes of small blocks. */
 #define SMALL_BYTES ((size_t)1 << 20)
 
 static inline bool is_small(uint32_t n)
@@ -334,31 +348,41 @@ static uint32_t first_fit(uint64_t need)
 	return NIL;
 }
 
-/* Long ranges looked at for a small request no short range holds. */
-#define LONG_LOOKS 32
+/* Entries of one long-range list looked at per request. */
+#define LOOKS 64
 
-/* The shortest free node that holds need pages, or NIL: from the lists of
- * short ranges, else the shortest of the first few long ones. */
+/* The shortest free node that holds need pages, or NIL: the first
+ * nonempty list of short ranges from need up (every entry fits exactly
+ * that well), else, from need's class of long ranges up, the shortest
+ * fitting entry among the first LOOKS of the first list that has one
+ * (lowest address among equals). If a long list is longer than that, the
+ * lowest fitting node (the treap's first fit) is the answer. */
 static uint32_t best_fit(uint64_t need)
 {
-	if (need < CLASSES) {
-		unsigned c = next_class((unsigned)need);
-		if (c < CLASSES)
+	if (need > UINT32_MAX)
+		return NIL;
+	for (unsigned c = next_class(class_of(need)); c < CLASSES;
+	     c = c + 1 < CLASSES ? next_class(c + 1) : CLASSES) {
+		if (c < EXACT)
 			return zk_book.heads[c];
+		uint32_t best = NIL;
+		unsigned looked = 0;
+		for (uint32_t i = zk_book.heads[c]; i != NIL && looked < LOOKS;
+		     i = N(i).next, looked++)
+			if (N(i).len >= need &&
+			    (best == NIL || N(i).len < N(best).len ||
+			     (N(i).len == N(best).len &&
+			      N(i).start < N(best).start)))
+				best = i;
+		if (best != NIL)
+			return best;
 	}
-	uint32_t best = NIL;
-	unsigned looked = 0;
-	for (uint32_t i = zk_book.heads[0]; i != NIL && looked < LONG_LOOKS;
-	     i = N(i).next, looked++)
-		if (N(i).len >= need && (best == NIL || N(i).len < N(best).len))
-			best = i;
-	return best != NIL ? best : first_fit(need);
+	return first_fit(need);
 }
 
 /* The free node a request of n pages aligned to a goes to, or NIL. An
  * aligned request asks for room for any start (n + a - 1 pages). */
 uint32_t zk_find_fit(uint32_t n, uint32_t a)
 {
-	uint64_t need = a > 1 ? (uint64_t)n + a - 1 : n;
-	return is_small(n) ? best_fit(need) : first_fit(need);
+	return best_fit(a > 1 ? (uint64_t)n + a - 1 : n);
 }
