@@ -253,9 +253,10 @@ typedef struct zk_stats {
 				 of small ones), made in earlier phases and
 				 kept; they stay valid and in place */
 	uint64_t kept_bytes;
-	uint64_t live_bytes;	/* pool bytes allocated now (with arena
-				   metadata) */
-	uint64_t metadata_bytes; /* of which jemalloc's arena metadata */
+	uint64_t live_bytes;	/* pool bytes allocated now */
+	uint64_t metadata_bytes; /* jemalloc's metadata for zkalloc's arenas:
+				    mapped apart from the pool (not in
+				    live_bytes), kept for the process */
 	size_t free_bytes;	 /* pool bytes free now (resident or not) */
 	size_t top_bytes;	 /* pool bytes ever handed out (high water) */
 	uint64_t binds;		 /* threads bound to an arena at a begin */

@@ -334,11 +334,15 @@ static void release_quarantine(uint32_t before)
 
 bool zk_pool_page_used(const void *p)
 {
-	/* Above the bump pointer nothing was handed out, and the page bits
-	 * there may not be committed yet. */
-	if (!zk_pool_owns(p) ||
-	    (size_t)((const char *)p - zk_pool.base) >=
-		atomic_load_explicit(&zk_pool.top_bytes, memory_order_acquire))
+	/* Between the bump pointers nothing was handed out, and the page
+	 * bits there may not be committed yet. */
+	if (!zk_pool_owns(p))
+		return false;
+	size_t off = (size_t)((const char *)p - zk_pool.base);
+	if (off >= atomic_load_explicit(&zk_pool.top_bytes,
+					memory_order_acquire) &&
+	    off < atomic_load_explicit(&zk_pool.floor_bytes,
+				       memory_order_acquire))
 		return false;
 	return zk_bits_count(zk_book.used, page_of(p), 1) != 0;
 }

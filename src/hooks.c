@@ -59,13 +59,33 @@ static void warn_overflow(zk_pool_fail_t why, size_t size)
 }
 
 /* jemalloc 5.3's base allocator (arena metadata) asks for whole 2 MiB
- * blocks, 2 MiB aligned, zeroed and committed (base.c: base_map); a data
- * extent is a size class plus a page (cache-oblivious offset), never a
- * multiple of 2 MiB. Only the metadata count depends on this. */
-static bool looks_like_metadata(size_t size, size_t align, bool zero)
+ * blocks, 2 MiB aligned, zeroed and committed (base.c: base_map). Data
+ * extents are asked for page aligned (opt.retain grows them that way);
+ * only a zeroed, 2 MiB aligned data request of a 2 MiB multiple made
+ * without opt.retain looks the same, and it is then served as metadata:
+ * correct, only outside the pool. */
+static bool looks_like_metadata(void *new_addr, size_t size, size_t align,
+				bool zero)
 {
 	size_t huge = (size_t)2 << 20;
-	return align == huge && size % huge == 0 && zero;
+	return new_addr == NULL && align == huge && size % huge == 0 && zero;
+}
+
+/* Arena metadata lives as long as its arena, i.e. as long as the process:
+ * a mapping of its own, apart from the pool, so it never sits between
+ * free ranges (taken at the pool's high water it stopped the free range
+ * below from growing in place, and a 128 MiB buffer moved to fresh pages:
+ * tests/stress/stress_rotate.c under ThreadSanitizer). */
+static void *metadata_map(size_t size, size_t align)
+{
+	void *p;
+	if (zk_os_map(size, align, &p) != 0)
+		return NULL;
+	atomic_fetch_add_explicit(&zk_pool.stats.meta_bytes, size,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&zk_pool.stats.meta_extents, 1,
+				  memory_order_relaxed);
+	return p;
 }
 
 /* Overflow: a mapping of its own, outside the region (fresh zero pages),
@@ -87,11 +107,16 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size,
 		return NULL;
 	}
 	COUNT(alloc, 1);
+	void *p;
+	if (looks_like_metadata(new_addr, size, alignment, *zero)) {
+		p = metadata_map(size, alignment);
+		if (p != NULL)
+			*commit = true; /* fresh zero pages: *zero stays */
+		return p;
+	}
 	zk_pool_fail_t why;
 	bool z = *zero;
-	void *p = zk_pool_alloc(new_addr, size, alignment, &z,
-				looks_like_metadata(size, alignment, *zero),
-				&why);
+	p = zk_pool_alloc(new_addr, size, alignment, &z, &why);
 	if (p != NULL) {
 		*zero = z;
 		*commit = true;

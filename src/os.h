@@ -46,7 +46,7 @@ bool zk_os_overcommit_strict(void);
 int zk_os_release(void *addr, size_t size);
 
 /* Make a page-aligned range of a reservation readable and writable
- * (access = true) or inaccessible (checked mode's stale phase memory). */
+ * (access = true) or inaccessible (checked mode's freed extents). */
 int zk_os_protect(void *addr, size_t size, bool access);
 
 /* Count the bytes of a page-aligned range that are resident in memory now

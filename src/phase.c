@@ -181,18 +181,14 @@ int zk_begin_phase(void)
 
 	/* What the last phases left allocated: it stays, valid, in place. */
 	zk_pool_stats_t *ps = &zk_pool.stats;
-	uint64_t live = atomic_load_explicit(&ps->live_extents,
-					     memory_order_relaxed),
-		 meta = atomic_load_explicit(&ps->meta_extents,
-					     memory_order_relaxed);
-	uint64_t lb = atomic_load_explicit(&ps->live_bytes,
-					   memory_order_relaxed),
-		 mb = atomic_load_explicit(&ps->meta_bytes,
-					   memory_order_relaxed);
-	atomic_store_explicit(&zk_g.kept_blocks, live > meta ? live - meta : 0,
-			      memory_order_relaxed);
-	atomic_store_explicit(&zk_g.kept_bytes, lb > mb ? lb - mb : 0,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+	    &zk_g.kept_blocks,
+	    atomic_load_explicit(&ps->live_extents, memory_order_relaxed),
+	    memory_order_relaxed);
+	atomic_store_explicit(
+	    &zk_g.kept_bytes,
+	    atomic_load_explicit(&ps->live_bytes, memory_order_relaxed),
+	    memory_order_relaxed);
 	/* The decay: pages none of the last K phases used go back. */
 	zk_pool_begin((uint32_t)epoch, (unsigned)zk_g.opt[ZK_OPT_TRIM_PHASES]);
 	zk_pool_set_epoch((uint32_t)epoch);

@@ -156,16 +156,9 @@ int zk_pool_commit_bytes(char *lo, char *hi)
 	return err;
 }
 
-/* Commit the region (and its page bookkeeping) up to page end. Lock. */
-static int commit_to(uint32_t end)
+/* Commit pages [c0, c1) of the region and their bookkeeping. Lock. */
+static int commit_pages(uint32_t c0, uint32_t c1)
 {
-	if (end <= zk_book.committed)
-		return 0;
-	uint64_t step = COMMIT_STEP >> zk_pool.shift;
-	uint64_t to = ((uint64_t)end + step - 1) / step * step;
-	if (to > zk_pool.pages)
-		to = zk_pool.pages;
-	uint32_t c0 = zk_book.committed, c1 = (uint32_t)to;
 	int err = zk_pool_commit_bytes(addr_of(c0), addr_of(c1));
 	if (err == 0)
 		err = zk_pool_commit_bytes((char *)(zk_book.map + c0), (char *)(zk_book.map + c1));
@@ -181,11 +174,48 @@ static int commit_to(uint32_t end)
 	if (err == 0)
 		err = zk_pool_commit_bytes((char *)(zk_book.age + (c0 >> GROUP_SHIFT)),
 				   (char *)(zk_book.age + ((c1 + 63) >> GROUP_SHIFT)));
+	return err;
+}
+
+static void note_committed(void)
+{
+	atomic_store_explicit(
+	    &zk_pool.committed_bytes,
+	    bytes_of(zk_book.committed) +
+		bytes_of(zk_pool.pages - zk_book.committed_hi),
+	    memory_order_relaxed);
+}
+
+/* Commit the region (and its page bookkeeping) up to page end, in steps.
+ * Lock held. */
+static int commit_to(uint32_t end)
+{
+	if (end <= zk_book.committed)
+		return 0;
+	uint64_t step = COMMIT_STEP >> zk_pool.shift;
+	uint64_t to = ((uint64_t)end + step - 1) / step * step;
+	if (to > zk_pool.pages)
+		to = zk_pool.pages;
+	int err = commit_pages(zk_book.committed, (uint32_t)to);
 	if (err != 0)
 		return err;
-	zk_book.committed = c1;
-	atomic_store_explicit(&zk_pool.committed_bytes, bytes_of(c1),
-			      memory_order_relaxed);
+	zk_book.committed = (uint32_t)to;
+	note_committed();
+	return 0;
+}
+
+/* The same down to page start, for the small requests' fresh pages. */
+static int commit_down(uint32_t start)
+{
+	if (start >= zk_book.committed_hi)
+		return 0;
+	uint64_t step = COMMIT_STEP_SMALL >> zk_pool.shift;
+	uint32_t from = (uint32_t)((uint64_t)start / step * step);
+	int err = commit_pages(from, zk_book.committed_hi);
+	if (err != 0)
+		return err;
+	zk_book.committed_hi = from;
+	note_committed();
 	return 0;
 }
 
@@ -211,19 +241,39 @@ void zk_pool_unlock(void)
 	pthread_mutex_unlock(&zk_book.lock);
 }
 
+/* Fresh pages for a small request, below floor. Lock held. */
+static zk_pool_fail_t take_fresh_small(uint32_t n, uint32_t a, uint32_t *out)
+{
+	if (zk_book.floor < zk_book.top + n)
+		return ZK_POOL_FULL;
+	uint64_t s = align_down(zk_book.floor - n, a);
+	if (s < zk_book.top || s >= zk_book.floor)
+		return ZK_POOL_FULL;
+	if (commit_down((uint32_t)s) != 0)
+		return ZK_POOL_COMMIT;
+	uint32_t gap = zk_book.floor - (uint32_t)(s + n);
+	zk_book.floor = (uint32_t)s;
+	atomic_store_explicit(&zk_pool.floor_bytes, bytes_of(zk_book.floor),
+			      memory_order_relaxed);
+	if (gap != 0)
+		zk_insert_free((uint32_t)(s + n), gap); /* never dirty */
+	*out = (uint32_t)s;
+	return ZK_POOL_OK;
+}
+
 /* Fresh pages from the bump pointer at want (or anywhere, aligned to a),
  * starting in the free range that ends at the bump pointer if there is one
- * (so the region's last pages are not left behind) unless fresh_only.
+ * (so the region's last pages are not left behind) unless degraded.
  * Lock held. */
 static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
-				 bool fresh_only, uint32_t *out)
+				 bool degraded, uint32_t *out)
 {
-	uint32_t last = want == NIL && zk_book.top > 0 && !fresh_only
+	uint32_t last = want == NIL && zk_book.top > 0 && !degraded
 			    ? zk_free_ending_at(zk_book.top - 1)
 			    : NIL;
 	if (last != NIL) {
 		uint64_t s = align_up(zk_book.nodes[last].start, a);
-		if (s + n <= zk_pool.pages && s < zk_book.top) {
+		if (s + n <= zk_book.floor && s < zk_book.top) {
 			if (commit_to(s + n) != 0)
 				return ZK_POOL_COMMIT;
 			uint32_t rest;
@@ -238,7 +288,7 @@ static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
 		}
 	}
 	uint64_t s = want != NIL ? want : align_up(zk_book.top, a);
-	if (s < zk_book.top || s + n > zk_pool.pages)
+	if (s < zk_book.top || s + n > zk_book.floor)
 		return want != NIL ? ZK_POOL_NOPLACE : ZK_POOL_FULL;
 	if (commit_to(s + n) != 0)
 		return ZK_POOL_COMMIT;
@@ -253,7 +303,7 @@ static zk_pool_fail_t take_fresh(uint32_t want, uint32_t n, uint32_t a,
 }
 
 void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
-		    bool meta, zk_pool_fail_t *why)
+		    zk_pool_fail_t *why)
 {
 	size_t total = __atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE);
 	if (total == 0) {
@@ -285,7 +335,7 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 	bool degraded = atomic_load_explicit(&zk_pool.degraded,
 					     memory_order_relaxed);
 	uint32_t rest;
-	if (want != NIL && want < zk_book.top) {
+	if (want != NIL && zk_handed(want)) {
 		uint32_t i = degraded ? NIL : zk_free_starting_at(want);
 		if (i == NIL || zk_book.nodes[i].len < n)
 			fail = ZK_POOL_NOPLACE;
@@ -294,17 +344,25 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		else
 			s = want;
 	} else {
-		/* Arena metadata is small and never freed: from fresh pages,
-		 * so it never splits a range a large block will want back. */
-		uint32_t i = degraded || meta || want != NIL ? NIL
-							       : zk_find_fit(n, a);
+		/* A small request: a free range among the small ones, else
+		 * fresh pages below floor; if the region is full there, as
+		 * any other request. */
+		bool small = want == NIL && zk_is_small(n);
+		uint32_t i = NIL;
+		if (small && !degraded)
+			i = zk_find_fit(n, a, true);
+		if (small && i == NIL &&
+		    (fail = take_fresh_small(n, a, &s)) != ZK_POOL_OK)
+			s = NIL;
+		if (s == NIL && i == NIL && !degraded && want == NIL)
+			i = zk_find_fit(n, a, false);
 		if (i != NIL) {
 			uint32_t at = zk_place(&zk_book.nodes[i], n, a);
 			if (zk_carve(i, at, n, &rest))
 				s = at;
 		}
 		if (s == NIL)
-			fail = take_fresh(want, n, a, degraded || meta, &s);
+			fail = take_fresh(want, n, a, degraded, &s);
 	}
 	if (s != NIL) {
 		zk_bits_set(zk_book.used, s, n, true);
@@ -336,10 +394,6 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 				  &zk_pool.stats.phase_peak, &peak, live,
 				  memory_order_relaxed, memory_order_relaxed))
 		;
-	if (meta) {
-		ADD(meta_bytes, size);
-		ADD(meta_extents, 1);
-	}
 	*why = ZK_POOL_OK;
 	return addr_of(s);
 }
@@ -365,7 +419,7 @@ void zk_pool_note_merge(void)
 static bool safe_to_take(uint32_t s, uint32_t n)
 {
 	uint32_t e = s + n;
-	if (e >= zk_book.top || zk_bits_count(zk_book.used, e, 1) == 0 ||
+	if (!zk_handed(e) || zk_bits_count(zk_book.used, e, 1) == 0 ||
 	    zk_bits_count(zk_book.first, e, 1) != 0)
 		return true;
 	ADD(dalloc_refused, 1);
@@ -468,10 +522,12 @@ int zk_pool_init(size_t bytes, bool thp, bool quarantine_on)
 	zk_book.unused = zk_book.q_head = zk_book.q_tail = NIL;
 	zk_book.root = NIL;
 	for (unsigned c = 0; c < CLASSES; c++)
-		zk_book.heads[c] = NIL;
+		zk_book.heads[0][c] = zk_book.heads[1][c] = NIL;
 	memset(zk_book.nonempty, 0, sizeof(zk_book.nonempty));
 	zk_pool.shift = shift;
 	zk_pool.pages = (uint32_t)pages;
+	zk_book.floor = zk_book.committed_hi = (uint32_t)pages;
+	atomic_store_explicit(&zk_pool.floor_bytes, len, memory_order_relaxed);
 	zk_pool.quarantine = quarantine_on;
 	atomic_store_explicit(&zk_pool.meta_reserved, meta_len,
 			      memory_order_relaxed);
@@ -484,9 +540,16 @@ size_t zk_pool_resident(void)
 {
 	if (__atomic_load_n(&zk_pool.total, __ATOMIC_ACQUIRE) == 0)
 		return 0;
-	size_t n = 0, top = atomic_load_explicit(&zk_pool.top_bytes,
-						 memory_order_relaxed);
-	return zk_os_resident(zk_pool.base, top, &n) == 0 ? n : 0;
+	size_t lo = 0, hi = 0,
+	       top = atomic_load_explicit(&zk_pool.top_bytes,
+					  memory_order_relaxed),
+	       floor = atomic_load_explicit(&zk_pool.floor_bytes,
+					    memory_order_relaxed);
+	if (zk_os_resident(zk_pool.base, top, &lo) != 0 ||
+	    zk_os_resident(zk_pool.base + floor, zk_pool.total - floor, &hi) !=
+		0)
+		return 0;
+	return lo + hi;
 }
 
 /* The child of a fork: if another thread (gone here) held the lock, the

@@ -48,7 +48,9 @@ typedef struct zk_pool_stats {
 	_Atomic uint64_t fresh_allocs;	/* ranges with no page that held data */
 	_Alignas(64) _Atomic uint64_t live_bytes;    /* handed to jemalloc */
 	_Atomic uint64_t live_extents;
-	_Alignas(64) _Atomic uint64_t meta_bytes; /* of which arena metadata */
+	/* jemalloc's arena metadata: mappings apart from the pool (hooks.c),
+	 * not in live_bytes; never given back (zkalloc keeps its arenas). */
+	_Alignas(64) _Atomic uint64_t meta_bytes;
 	_Atomic uint64_t meta_extents;
 	_Alignas(64) _Atomic uint64_t trims;	   /* ranges given back */
 	_Atomic uint64_t trimmed_bytes;		   /* dirty bytes given back */
@@ -71,6 +73,7 @@ typedef struct zk_pool {
 	zk_pool_stats_t stats;
 	/* Everything below: written under lock (pool.c). */
 	_Atomic size_t top_bytes;       /* the bump pointer, in bytes */
+	_Atomic size_t floor_bytes;     /* the small requests' one */
 	_Atomic size_t committed_bytes; /* region bytes made writable */
 	_Atomic size_t free_bytes;      /* bytes in free ranges */
 	_Atomic size_t meta_reserved;   /* bookkeeping address space */
@@ -102,10 +105,9 @@ static inline bool zk_pool_owns(const void *p)
  * of two, at least a page) at new_addr (exactly there) or anywhere. *zero
  * in: the caller needs zeroed memory (then the range's dirty pages are
  * made zero and counted: resident ones cleared, the others given back);
- * out: the range reads as zero. meta: jemalloc arena
- * metadata (counted apart). NULL with *why set when the pool cannot. */
+ * out: the range reads as zero. NULL with *why set when the pool cannot. */
 void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
-		    bool meta, zk_pool_fail_t *why);
+		    zk_pool_fail_t *why);
 
 /* Give back a range zk_pool_alloc handed out (or part of one). Returns
  * false if the pool cannot take it (out of the region, degraded after a

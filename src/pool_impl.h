@@ -17,6 +17,9 @@
  * region (and the matching share of bookkeeping), so a growing pool makes
  * few mprotect calls. */
 #define COMMIT_STEP ((size_t)64 << 20)
+/* and the small requests' pages (zk_is_small), which grow slowly, in
+ * steps of this much. */
+#define COMMIT_STEP_SMALL ((size_t)8 << 20)
 #define NODE_STEP   4096u
 #define CLASSES	    384u /* free lists by length (ranges.c) */
 
@@ -44,13 +47,20 @@ typedef struct pool_book {
 	node_t *nodes;
 	uint32_t max_nodes, node_hw, node_committed, unused;
 	uint32_t root; /* the treap of free ranges */
-	/* Free ranges by length (ranges.c: class_of); a bit of nonempty
+	/* Free ranges by area (0: below top, 1: from floor up) and length
+	 * (ranges.c: class_of); a bit of nonempty
 	 * per list. */
-	uint32_t heads[CLASSES];
-	uint64_t nonempty[CLASSES / 64];
+	uint32_t heads[2][CLASSES];
+	uint64_t nonempty[2][CLASSES / 64];
 	uint32_t q_head, q_tail; /* quarantine, oldest first */
-	uint32_t top;		 /* pages above it were never handed out */
-	uint32_t committed;	 /* pages made writable */
+	/* Fresh pages: large requests take them from the bump pointer top
+	 * upward, small ones (zk_is_small) from floor downward, so the
+	 * small blocks a proof keeps (thread caches, lazy tables) never sit
+	 * above a free range that a large request would grow. Pages
+	 * [top, floor) were never handed out. */
+	uint32_t top, floor;
+	uint32_t committed;	 /* pages [0, committed) made writable */
+	uint32_t committed_hi;	 /* and [committed_hi, pages) */
 	char *meta;		 /* the bookkeeping reservation */
 	/* Ranges the decay took out and gives back outside the lock; a
 	 * forked child puts them back (phase.c: fork). */
@@ -87,6 +97,22 @@ static inline uint32_t page_of(const void *p)
 static inline char *addr_of(uint32_t page)
 {
 	return zk_pool.base + bytes_of(page);
+}
+
+/* Page p was handed out once (its bookkeeping is committed). Lock held. */
+static inline bool zk_handed(uint64_t p)
+{
+	return p < zk_book.top || (p >= zk_book.floor && p < zk_pool.pages);
+}
+
+/* Requests below this many bytes are "small": jemalloc's slabs of small
+ * blocks and its small large blocks, many of which live long (a slab one
+ * block of which stays allocated). */
+#define SMALL_BYTES ((size_t)1 << 20)
+
+static inline bool zk_is_small(uint32_t n)
+{
+	return bytes_of(n) < SMALL_BYTES;
 }
 
 /* Page v rounded up (down) to an address aligned to a pages: alignment is
@@ -140,7 +166,7 @@ uint32_t zk_free_below(uint32_t limit);
 uint32_t zk_free_first(void);
 uint32_t zk_free_next(uint32_t i);
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a);
-uint32_t zk_find_fit(uint32_t n, uint32_t a);
+uint32_t zk_find_fit(uint32_t n, uint32_t a, bool small_area);
 
 /* decay.c, called by pool.c: checked mode's free, and a forked child's
  * return of the ranges the decay had taken out (lock held). */

@@ -119,37 +119,45 @@ static inline unsigned class_of(uint64_t len)
 	return EXACT + (lg - 8) * 4 + (unsigned)((len >> (lg - 2)) & 3);
 }
 
+/* The area of free node i: 1 if it lies from floor up (small requests'
+ * fresh pages), else 0. A range never changes area while it is free:
+ * floor only goes down, and every page below it is below top. */
+static inline unsigned area_of(uint32_t i)
+{
+	return N(i).start >= zk_book.floor;
+}
+
 static void list_push(uint32_t i)
 {
-	unsigned c = class_of(N(i).len);
+	unsigned c = class_of(N(i).len), ar = area_of(i);
 	N(i).prev = NIL;
-	N(i).next = zk_book.heads[c];
+	N(i).next = zk_book.heads[ar][c];
 	if (N(i).next != NIL)
 		N(N(i).next).prev = i;
-	zk_book.heads[c] = i;
-	zk_book.nonempty[c / 64] |= (uint64_t)1 << (c % 64);
+	zk_book.heads[ar][c] = i;
+	zk_book.nonempty[ar][c / 64] |= (uint64_t)1 << (c % 64);
 }
 
 static void list_unlink(uint32_t i)
 {
-	unsigned c = class_of(N(i).len);
+	unsigned c = class_of(N(i).len), ar = area_of(i);
 	if (N(i).prev != NIL)
 		N(N(i).prev).next = N(i).next;
 	else
-		zk_book.heads[c] = N(i).next;
+		zk_book.heads[ar][c] = N(i).next;
 	if (N(i).next != NIL)
 		N(N(i).next).prev = N(i).prev;
-	if (zk_book.heads[c] == NIL)
-		zk_book.nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
+	if (zk_book.heads[ar][c] == NIL)
+		zk_book.nonempty[ar][c / 64] &= ~((uint64_t)1 << (c % 64));
 }
 
 _Static_assert(EXACT + 24 * 4 <= CLASSES, "a class for every uint32 length");
 
-/* The first nonempty list from class c up (CLASSES: none). */
-static unsigned next_class(unsigned c)
+/* The first nonempty list of area ar from class c up (CLASSES: none). */
+static unsigned next_class(unsigned ar, unsigned c)
 {
 	for (unsigned w = c / 64; w < CLASSES / 64; w++) {
-		uint64_t m = zk_book.nonempty[w];
+		uint64_t m = zk_book.nonempty[ar][w];
 		if (w == c / 64)
 			m &= ~(uint64_t)0 << (c % 64);
 		if (m != 0)
@@ -158,19 +166,28 @@ static unsigned next_class(unsigned c)
 	return CLASSES;
 }
 
+/* The first free node of area ar from class c up, else of the areas
+ * after it. */
+static uint32_t first_from(unsigned ar, unsigned c)
+{
+	for (; ar < 2; ar++, c = 0) {
+		c = c < CLASSES ? next_class(ar, c) : CLASSES;
+		if (c < CLASSES)
+			return zk_book.heads[ar][c];
+	}
+	return NIL;
+}
+
 uint32_t zk_free_first(void)
 {
-	unsigned c = next_class(0);
-	return c < CLASSES ? zk_book.heads[c] : NIL;
+	return first_from(0, 0);
 }
 
 uint32_t zk_free_next(uint32_t i)
 {
 	if (N(i).next != NIL)
 		return N(i).next;
-	unsigned c = class_of(N(i).len) + 1;
-	c = c < CLASSES ? next_class(c) : CLASSES;
-	return c < CLASSES ? zk_book.heads[c] : NIL;
+	return first_from(area_of(i), class_of(N(i).len) + 1);
 }
 
 /* Put free node i (start, len set) in the treap, its list and the map. */
@@ -249,14 +266,14 @@ uint32_t zk_free_below(uint32_t limit)
 bool zk_insert_free(uint32_t s, uint32_t n)
 {
 	uint32_t keep = NIL;
-	uint32_t l = s > 0 ? zk_free_ending_at(s - 1) : NIL;
+	uint32_t l = s > 0 && zk_handed(s - 1) ? zk_free_ending_at(s - 1) : NIL;
 	if (l != NIL) {
 		range_remove(l);
 		s = N(l).start;
 		n += N(l).len;
 		keep = l;
 	}
-	uint32_t r = s + n < zk_book.top ? zk_free_starting_at(s + n) : NIL;
+	uint32_t r = zk_handed((uint64_t)s + n) ? zk_free_starting_at(s + n) : NIL;
 	if (r != NIL) {
 		range_remove(r);
 		n += N(r).len;
@@ -304,28 +321,23 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
 	return true;
 }
 
-/* Requests below this many bytes are "small": jemalloc's slabs of small
- * blocks and its small large blocks, many of which live long (a slab one
- * block of which stays allocated). Every request goes to the shortest free
- * range that holds it (best fit); a large one at the range's start, a
- * small one at its end. So a buffer, small or large, takes the hole that a
- * buffer of its size left rather than the edge of a longer range another
- * buffer will want back (with first fit by address, 4 MiB blocks made
- * before a rotating 128 MiB buffer took the bottom of its range, and it
- * moved to fresh pages: tests/stress/stress_rotate.c), and small blocks
- * fill the holes of small blocks. */
-#define SMALL_BYTES ((size_t)1 << 20)
-
-static inline bool is_small(uint32_t n)
-{
-	return bytes_of(n) < SMALL_BYTES;
-}
+/* Every request goes to the shortest free range that holds it (best fit);
+ * a large one at the range's start, a small one (zk_is_small) at its end.
+ * So a buffer, small or large, takes the hole that a buffer of its size
+ * left rather than the edge of a longer range another buffer will want
+ * back (with first fit by address, 4 MiB blocks made before a rotating
+ * 128 MiB buffer took the bottom of its range, and it moved to fresh
+ * pages: tests/stress/stress_rotate.c), and small blocks fill the holes of
+ * small blocks. */
 
 /* Where in free node x a request of n pages aligned to a goes: a large one
- * at its start, a small one at its end (the node fits). */
+ * at its start, a small one at its end (the node fits) unless the node
+ * ends at the bump pointer: there a small block would stop the range from
+ * growing in place for a request longer than it, so it goes at the
+ * start. */
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a)
 {
-	if (is_small(n)) {
+	if (zk_is_small(n) && x->start + x->len != zk_book.top) {
 		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
 		if (at >= x->start)
 			return (uint32_t)at;
@@ -357,17 +369,15 @@ static uint32_t first_fit(uint64_t need)
  * fitting entry among the first LOOKS of the first list that has one
  * (lowest address among equals). If a long list is longer than that, the
  * lowest fitting node (the treap's first fit) is the answer. */
-static uint32_t best_fit(uint64_t need)
+static uint32_t best_fit(unsigned ar, uint64_t need)
 {
-	if (need > UINT32_MAX)
-		return NIL;
-	for (unsigned c = next_class(class_of(need)); c < CLASSES;
-	     c = c + 1 < CLASSES ? next_class(c + 1) : CLASSES) {
+	for (unsigned c = next_class(ar, class_of(need)); c < CLASSES;
+	     c = c + 1 < CLASSES ? next_class(ar, c + 1) : CLASSES) {
 		if (c < EXACT)
-			return zk_book.heads[c];
+			return zk_book.heads[ar][c];
 		uint32_t best = NIL;
 		unsigned looked = 0;
-		for (uint32_t i = zk_book.heads[c]; i != NIL && looked < LOOKS;
+		for (uint32_t i = zk_book.heads[ar][c]; i != NIL && looked < LOOKS;
 		     i = N(i).next, looked++)
 			if (N(i).len >= need &&
 			    (best == NIL || N(i).len < N(best).len ||
@@ -377,12 +387,23 @@ static uint32_t best_fit(uint64_t need)
 		if (best != NIL)
 			return best;
 	}
-	return first_fit(need);
+	return NIL;
 }
 
 /* The free node a request of n pages aligned to a goes to, or NIL. An
- * aligned request asks for room for any start (n + a - 1 pages). */
-uint32_t zk_find_fit(uint32_t n, uint32_t a)
+ * aligned request asks for room for any start (n + a - 1 pages).
+ * small_area: a small request, which looks in the small requests' area
+ * only (the caller takes fresh pages below floor next), so the small
+ * blocks a proof keeps never split the ranges large blocks come back to.
+ * Otherwise the best fit below top, else the lowest range that holds it
+ * (below top if one does). */
+uint32_t zk_find_fit(uint32_t n, uint32_t a, bool small_area)
 {
-	return best_fit(a > 1 ? (uint64_t)n + a - 1 : n);
+	uint64_t need = a > 1 ? (uint64_t)n + a - 1 : n;
+	if (need > UINT32_MAX)
+		return NIL;
+	if (small_area)
+		return best_fit(1, need);
+	uint32_t i = best_fit(0, need);
+	return i != NIL ? i : first_fit(need);
 }

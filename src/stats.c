@@ -38,7 +38,10 @@ static void counters(zk_stats_t *s)
 	s->live_bytes = LOAD(ps->live_bytes);
 	s->metadata_bytes = LOAD(ps->meta_bytes);
 	s->free_bytes = LOAD(zk_pool.free_bytes);
-	s->top_bytes = LOAD(zk_pool.top_bytes);
+	/* Both bump pointers' pages (none before the region exists). */
+	s->top_bytes = total == 0 ? 0
+				  : LOAD(zk_pool.top_bytes) +
+					(total - LOAD(zk_pool.floor_bytes));
 	s->binds = LOAD(zk_binds);
 	s->bind_failures = LOAD(zk_bind_failures);
 	s->madvise_failures = LOAD(ps->madvise_failures);

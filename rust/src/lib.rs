@@ -344,9 +344,10 @@ pub struct Stats {
     /// stay valid and in place.
     pub kept_blocks: u64,
     pub kept_bytes: u64,
-    /// Pool bytes allocated now (with arena metadata).
+    /// Pool bytes allocated now.
     pub live_bytes: u64,
-    /// Of which jemalloc's arena metadata.
+    /// jemalloc's metadata for zkalloc's arenas: mapped apart from the pool
+    /// (not in `live_bytes`), kept for the process.
     pub metadata_bytes: u64,
     /// Pool bytes free now (resident or not).
     pub free_bytes: usize,

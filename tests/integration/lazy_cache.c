@@ -45,12 +45,12 @@ static void *aligned64(size_t n)
 	return zk_aligned_alloc(64, n);
 }
 
-/* flags: MALLOCX_ARENA puts a block in the pool, but blocks up to the
- * thread cache's largest size come from the thread cache, which jemalloc
- * shares between arenas. */
+/* flags: zk_arena_flags() names the thread's arena and skips the thread
+ * cache (MALLOCX_TCACHE_NONE), so every size is the pool's. */
 static int expect_flags(size_t n)
 {
-	return n > (32 << 10) ? 1 : -1;
+	(void)n;
+	return 1;
 }
 
 static void *flags_make(size_t n)

@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 		rc = phase_end();
 		CHECK(rc == (zk ? 0 : ENOENT), "zk.phase.end: %d", rc);
 		/* Flat once warm: each proof takes the pages the last one
-		 * freed (2 MiB of jemalloc metadata allowed). */
+		 * freed (2 MiB of slack). */
 		size_t top = zk_stat("zk.stats.top_bytes"),
 		       resident = zk_stat("zk.stats.resident_bytes");
 		if (zk && proof == 1) {

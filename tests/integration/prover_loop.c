@@ -114,8 +114,8 @@ int main(void)
 		CHECK(root == first, "proof %d digest %llx != %llx", proof,
 		      (unsigned long long)root, (unsigned long long)first);
 		/* Once warm, a proof takes pages the last one freed: the
-		 * pool's high water and its resident bytes stay put (a 2 MiB
-		 * block of jemalloc's metadata allowed). */
+		 * pool's high water and its resident bytes stay put (2 MiB
+		 * of slack). */
 		zk_stats_t s = stats();
 		if (proof == 1)
 			warm = s;

@@ -23,8 +23,9 @@
 #include <unistd.h>
 
 #define MiB ((size_t)1 << 20)
-/* The region is committed in steps of this size as the pool grows. */
-#define COMMIT_STEP (64 * MiB)
+/* The region is committed in steps as the pool grows: 64 MiB above the
+ * large requests' bump pointer, 8 MiB below the small requests' one. */
+#define COMMIT_STEP (64 * MiB + 8 * MiB)
 /* zkalloc's per-page tables for what was committed (~5 bytes a page, in
  * whole pages per table, the range table in steps) and jemalloc's radix
  * tree for the new addresses (2 MiB leaves). */

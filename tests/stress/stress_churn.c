@@ -213,7 +213,7 @@ START_TEST(small_threads_leave_nothing)
 	       (unsigned long long)after.live_bytes);
 	ck_assert_uint_eq(nulls, 0);
 	ck_assert_uint_eq(corrupt, 0);
-	ck_assert_uint_gt(before.live_bytes, 0); /* they did use the pool */
+	ck_assert_uint_gt(before.top_bytes, 0); /* they did use the pool */
 	ck_assert_uint_le(after.arenas_created, after.nslabs);
 	ck_assert_uint_eq(after.overflow_count, before.overflow_count);
 	ck_assert_uint_le(after.live_bytes, before.live_bytes + 2 * MiB);

@@ -1,7 +1,7 @@
 /*
  * Threads x phases: more worker threads than zkalloc arenas (meson.build:
  * 12 threads, ZK_ALLOC_ARENAS=2) run hundreds of phases of random
- * allocations from 16 B to 512 KiB, frees, reallocs across size classes,
+ * allocations from 16 B to 1 MiB, frees, reallocs across size classes,
  * blocks handed to another thread to check and free, and work between
  * phases (frees, reallocs and new blocks outside any phase). Each worker
  * builds caches lazily (a first-use table, as a prover's twiddles) in the
@@ -70,7 +70,7 @@ static void verify(const blk_t *b, const char *when)
 		fail_once(when, b, at);
 }
 
-/* Sizes from 16 B to 512 KiB, log-uniform: small size classes (jemalloc
+/* Sizes from 16 B to 1 MiB, log-uniform: small size classes (jemalloc
  * slabs in the pool), large ones, both sides of the thread cache's
  * 32 KiB limit. */
 static size_t rand_size(uint64_t *r)

@@ -6,7 +6,9 @@
  *    for it; the others make mid-size and small blocks. RSS stays about
  *    one big buffer (0.1 kept one per thread slab: 520 MiB for four
  *    threads), and a warm phase takes almost no page faults: fewer than 1%
- *    of the pages it writes (counted with getrusage around the phase).
+ *    of the pages it writes (counted with getrusage around the phase,
+ *    less the pages the pool's high water grew by, touched for the first
+ *    time).
  *  - threads_per_phase: more threads than arenas (ZK_ALLOC_ARENAS=2 in
  *    meson.build), all created in each phase and gone at its end; faults
  *    per warm phase stay under the same bound on average, and under 8x it
@@ -125,13 +127,13 @@ START_TEST(rotating_big_buffer)
 		    pthread_create(&th[i], NULL, worker, (void *)i), 0);
 	size_t rss_warm = 0, rss_max = 0, pool_max = 0;
 	long faults_max = 0, faults_warm_sum = 0;
-	size_t bound_written = 0;
 	for (unsigned ph = 0; ph < nphases; ph++) {
 		/* Every third phase a new thread makes the big buffer; else
 		 * worker ph % W. */
 		bool fresh = ph % 3 == 2;
 		atomic_store(&holder, fresh ? W : ph % W);
 		written = 0;
+		size_t top0 = tu_stats().top_bytes;
 		long f0 = tu_minor_faults();
 		ck_assert_int_eq(zk_begin_phase(), 0);
 		pthread_barrier_wait(&bar);
@@ -147,6 +149,12 @@ START_TEST(rotating_big_buffer)
 		long faults = tu_minor_faults() - f0;
 		su_purge_jemalloc();
 		zk_stats_t s = tu_stats();
+		/* A phase whose blocks overlap more than in any phase before
+		 * (all four workers' 4 MiB blocks live with the big one)
+		 * touches pages for the first time: every allocator's
+		 * faults; what is bounded is the rest. */
+		long first = (long)((s.top_bytes - top0) / PAGE);
+		faults = faults > first ? faults - first : 0;
 		size_t rss = tu_rss_bytes();
 		if (getenv("ZK_STRESS_VERBOSE"))
 			printf("phase %u: holder %s, %ld faults, RSS %zu MiB, "
@@ -159,7 +167,6 @@ START_TEST(rotating_big_buffer)
 			continue;
 		faults_max = faults > faults_max ? faults : faults_max;
 		faults_warm_sum += faults;
-		bound_written = written;
 		rss_max = rss > rss_max ? rss : rss_max;
 		pool_max =
 		    s.resident_bytes > pool_max ? s.resident_bytes : pool_max;
@@ -170,13 +177,24 @@ START_TEST(rotating_big_buffer)
 	       "workers and new threads: warm faults max %ld (bound %ld), "
 	       "mean %ld; RSS %zu MiB after warm-up, max %zu MiB; pool max "
 	       "%zu MiB\n",
-	       nphases, BIG / MiB, W, faults_max, fault_bound(bound_written),
+	       nphases, BIG / MiB, W, faults_max,
+	       fault_bound(BIG + (W - 1) * MID),
 	       faults_warm_sum / (long)(nphases - WARMUP), rss_warm / MiB,
 	       rss_max / MiB, pool_max / MiB);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_uint_eq(not_pool, 0);
-	/* One big buffer's pages serve every thread. */
+	/* One big buffer's pages serve every thread, whatever order the
+	 * threads' blocks come in (small blocks kept by thread caches once
+	 * split the big buffer's range: 0.2 before the small requests got
+	 * pages of their own, 1 run in 9 under load, 2 in 6 under TSan). */
 	ck_assert_uint_le(pool_max, BIG + W * MID + 32 * MiB);
+	if (SU_TSAN) {
+		/* Its shadow memory is a multiple of the pages the process
+		 * touches, and its runtime faults for every new thread. */
+		printf("rotate: RSS and fault bounds not asserted under "
+		       "ThreadSanitizer (its shadow and thread state)\n");
+		return;
+	}
 	ck_assert_uint_le(rss_max, rss_warm + 16 * MiB);
 	ck_assert_int_lt(faults_max, fault_bound(BIG + (W - 1) * MID));
 }
@@ -257,6 +275,12 @@ START_TEST(threads_per_phase)
 	ck_assert_uint_eq(not_pool, 0);
 	ck_assert_uint_lt(s.nslabs, T);
 	ck_assert_uint_le(s.arenas_created, s.nslabs);
+	if (SU_TSAN) {
+		printf("rotate: fault bound not asserted under "
+		       "ThreadSanitizer (its runtime faults for every new "
+		       "thread)\n");
+		return;
+	}
 	ck_assert_int_lt(faults_sum / (long)(phases - WARMUP),
 			 fault_bound(per_phase));
 	ck_assert_int_lt(faults_max, 8 * fault_bound(per_phase));

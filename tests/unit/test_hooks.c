@@ -14,6 +14,7 @@
 #define MiB	   ((size_t)1 << 20)
 #define C(f)	   atomic_load(&zk_hook_counters.f.n)
 #define ST(f)	   atomic_load(&zk_pool.stats.f)
+#define TOP()	   atomic_load(&zk_pool.top_bytes)
 #define FREE_BYTES atomic_load(&zk_pool.free_bytes)
 
 static unsigned make_arena(void)
@@ -54,11 +55,17 @@ static void setup(void)
 	zk_pool_set_epoch(1);
 }
 
-START_TEST(metadata_and_extents_come_from_the_pool)
+/* An arena's metadata is mapped apart from the pool (it lives as long as
+ * the arena, and in the pool it would stand between free ranges); its
+ * blocks, large and small, are the pool's. */
+START_TEST(metadata_apart_extents_from_the_pool)
 {
+	uint64_t live0 = ST(live_bytes), top0 = TOP();
 	unsigned a = make_arena();
 	/* arenas.create asked the hooks for the arena's metadata */
 	ck_assert_uint_ge(ST(meta_bytes), 2 * MiB);
+	ck_assert_uint_eq(ST(live_bytes), live0);
+	ck_assert_uint_eq(TOP(), top0);
 	ck_assert_uint_ge(C(alloc), 1);
 	uint64_t grow0 = C(grow_refused);
 	void *p = get(a, MiB, 0);
@@ -66,7 +73,7 @@ START_TEST(metadata_and_extents_come_from_the_pool)
 	/* jemalloc first asked for an exp-grow chunk, was refused, then
 	 * asked for the exact extent */
 	ck_assert_uint_gt(C(grow_refused), grow0);
-	ck_assert_uint_eq(ST(live_bytes) - ST(meta_bytes), MiB + 4096);
+	ck_assert_uint_eq(ST(live_bytes) - live0, MiB + 4096);
 	void *s = get(a, 64, 0); /* small blocks: a slab from the pool */
 	ck_assert(zk_pool_owns(s));
 	put(s);
@@ -159,7 +166,7 @@ END_TEST
 /* A request the pool cannot hold gets a mapping of its own outside the
  * region: counted, unmapped when freed (jemalloc does not keep it), so the
  * arena's next request comes from the pool again. */
-START_TEST(overflow_uses_the_default_hooks)
+START_TEST(overflow_gets_a_mapping_of_its_own)
 {
 	unsigned a = make_arena();
 	uint64_t o0 = C(overflow);
@@ -237,11 +244,11 @@ int main(void)
 	Suite *s = suite_create("hooks");
 	TCase *tc = tcase_create("pool");
 	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, metadata_and_extents_come_from_the_pool);
+	tcase_add_test(tc, metadata_apart_extents_from_the_pool);
 	tcase_add_test(tc, freed_extents_serve_every_arena);
 	tcase_add_test(tc, zeroed_requests_on_recycled_pages);
 	tcase_add_test(tc, purges_keep_pages);
-	tcase_add_test(tc, overflow_uses_the_default_hooks);
+	tcase_add_test(tc, overflow_gets_a_mapping_of_its_own);
 	tcase_add_test(tc, split_pieces_come_back);
 	tcase_add_test(tc, alignments);
 	tcase_add_test(tc, degraded_pool_refuses_and_purges);

@@ -28,7 +28,7 @@ static char *get(size_t size, size_t align, bool zero)
 {
 	zk_pool_fail_t why = ZK_POOL_NONE;
 	bool z = zero;
-	char *p = zk_pool_alloc(NULL, size, align, &z, false, &why);
+	char *p = zk_pool_alloc(NULL, size, align, &z, &why);
 	ck_assert_msg(p != NULL, "alloc %zu failed: %d", size, why);
 	ck_assert_int_eq(why, ZK_POOL_OK);
 	if (zero)
@@ -107,14 +107,14 @@ START_TEST(only_dirty_pages_are_cleared)
 {
 	bool z = false;
 	zk_pool_fail_t why;
-	char *a = zk_pool_alloc(NULL, 16 * MiB, PG, &z, false, &why);
+	char *a = zk_pool_alloc(NULL, 16 * MiB, PG, &z, &why);
 	ck_assert(z); /* fresh: known zero though not asked */
 	ck_assert_uint_eq(ST(cleared_bytes), 0);
 	memset(a + 3 * MiB, 0x5a, MiB); /* only 1 MiB holds data */
 	put(a, 16 * MiB);
 	/* Not asked for zero: reported as not zero (pages are dirty). */
 	z = false;
-	char *b = zk_pool_alloc(NULL, 16 * MiB, PG, &z, false, &why);
+	char *b = zk_pool_alloc(NULL, 16 * MiB, PG, &z, &why);
 	ck_assert_ptr_eq(b, a);
 	ck_assert(!z);
 	ck_assert_uint_eq(ST(cleared_bytes), 0);
@@ -126,7 +126,7 @@ START_TEST(only_dirty_pages_are_cleared)
 	 * in: RSS does not grow by the 15 MiB nobody wrote. */
 	size_t rss = tu_rss_bytes();
 	z = true;
-	char *c = zk_pool_alloc(NULL, 16 * MiB, PG, &z, false, &why);
+	char *c = zk_pool_alloc(NULL, 16 * MiB, PG, &z, &why);
 	ck_assert(z);
 	ck_assert_uint_lt(tu_rss_bytes(), rss + MiB);
 	ck_assert_uint_eq(ST(cleared_bytes), 16 * MiB);
@@ -179,7 +179,7 @@ START_TEST(given_back_pages_are_zero_again)
 	uint64_t cleared = ST(cleared_bytes);
 	bool z = true;
 	zk_pool_fail_t why;
-	char *b = zk_pool_alloc(NULL, 16 * MiB, PG, &z, false, &why);
+	char *b = zk_pool_alloc(NULL, 16 * MiB, PG, &z, &why);
 	ck_assert_ptr_eq(b, a);
 	ck_assert(z);
 	ck_assert_uint_eq(ST(cleared_bytes) - cleared, FLOOR);
@@ -281,17 +281,17 @@ START_TEST(full_and_too_big)
 	char *a = get(total - MiB, PG, false);
 	zk_pool_fail_t why;
 	bool z = false;
-	ck_assert_ptr_null(zk_pool_alloc(NULL, 2 * MiB, PG, &z, false, &why));
+	ck_assert_ptr_null(zk_pool_alloc(NULL, 2 * MiB, PG, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_FULL);
 	ck_assert_ptr_null(
-	    zk_pool_alloc(NULL, total + PG, PG, &z, false, &why));
+	    zk_pool_alloc(NULL, total + PG, PG, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_TOO_BIG);
 	/* size fits, alignment cannot */
 	ck_assert_ptr_null(
-	    zk_pool_alloc(NULL, PG, (size_t)1 << 40, &z, false, &why));
+	    zk_pool_alloc(NULL, PG, (size_t)1 << 40, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_TOO_BIG);
 	put(a, total - MiB);
-	ck_assert_ptr_nonnull(zk_pool_alloc(NULL, total, PG, &z, false, &why));
+	ck_assert_ptr_nonnull(zk_pool_alloc(NULL, total, PG, &z, &why));
 }
 END_TEST
 
@@ -315,14 +315,14 @@ START_TEST(commit_follows_use)
 	zk_pool_fail_t why;
 	bool z = false;
 	ck_assert_ptr_null(
-	    zk_pool_alloc(NULL, 100 * MiB, PG, &z, false, &why));
+	    zk_pool_alloc(NULL, 100 * MiB, PG, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_COMMIT);
 	ck_assert_uint_ge(ST(commit_failures), 1);
 	/* What is committed still serves. */
-	ck_assert_ptr_nonnull(zk_pool_alloc(NULL, MiB, PG, &z, false, &why));
+	ck_assert_ptr_nonnull(zk_pool_alloc(NULL, MiB, PG, &z, &why));
 	zk_os_commit_fault = NULL;
 	ck_assert_ptr_nonnull(
-	    zk_pool_alloc(NULL, 100 * MiB, PG, &z, false, &why));
+	    zk_pool_alloc(NULL, 100 * MiB, PG, &z, &why));
 }
 END_TEST
 
@@ -334,16 +334,16 @@ START_TEST(in_place_growth)
 	zk_pool_fail_t why;
 	bool z = false;
 	/* b is in use: a cannot grow into it */
-	ck_assert_ptr_null(zk_pool_alloc(a + MiB, MiB, PG, &z, false, &why));
+	ck_assert_ptr_null(zk_pool_alloc(a + MiB, MiB, PG, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_NOPLACE);
 	put(b, MiB);
-	ck_assert_ptr_eq(zk_pool_alloc(a + MiB, MiB, PG, &z, false, &why),
+	ck_assert_ptr_eq(zk_pool_alloc(a + MiB, MiB, PG, &z, &why),
 			 a + MiB);
 	/* at the bump pointer: fresh pages there */
 	char *top = zk_pool.base + atomic_load(&zk_pool.top_bytes);
-	ck_assert_ptr_eq(zk_pool_alloc(top, MiB, PG, &z, false, &why), top);
+	ck_assert_ptr_eq(zk_pool_alloc(top, MiB, PG, &z, &why), top);
 	/* outside the region */
-	ck_assert_ptr_null(zk_pool_alloc((char *)&why, PG, PG, &z, false,
+	ck_assert_ptr_null(zk_pool_alloc((char *)&why, PG, PG, &z,
 					 &why));
 }
 END_TEST
@@ -371,6 +371,34 @@ START_TEST(prefix_of_a_held_piece_is_refused)
 	ck_assert_ptr_eq(hi, lo + MiB);
 	ck_assert(zk_pool_free(lo, MiB));
 	ck_assert_uint_eq(ST(dalloc_refused), 1);
+}
+END_TEST
+
+/* Small requests (under 1 MiB) take fresh pages of their own, from the
+ * region's end down, and free ranges only there: a small block that stays
+ * allocated (a thread cache's slab, a lazy table) never lands in the hole
+ * a large block left, nor above the range that large blocks grow, so the
+ * large block comes back to the same pages and the high water does not
+ * move. */
+START_TEST(small_blocks_keep_out_of_large_ranges)
+{
+	char *big = get(16 * MiB, PG, false);
+	char *s1 = get(64 << 10, PG, false);
+	ck_assert(s1 >= big + 16 * MiB);
+	put(big, 16 * MiB);
+	char *s2 = get(64 << 10, PG, false); /* kept, like a cached slab */
+	ck_assert(s2 < big || s2 >= big + 16 * MiB);
+	char *again = get(16 * MiB, PG, false);
+	ck_assert_ptr_eq(again, big);
+	/* A larger one grows the large range in place: no hole is left. */
+	put(again, 16 * MiB);
+	char *bigger = get(20 * MiB, PG, false);
+	ck_assert_ptr_eq(bigger, big);
+	ck_assert_uint_eq(atomic_load(&zk_pool.top_bytes),
+			  (size_t)(bigger + 20 * MiB - zk_pool.base));
+	put(bigger, 20 * MiB);
+	put(s1, 64 << 10);
+	put(s2, 64 << 10);
 }
 END_TEST
 
@@ -440,7 +468,7 @@ static int child_after_fork(void *arg)
 	zk_pool_fail_t why;
 	bool z = false;
 	size_t top = atomic_load(&zk_pool.top_bytes);
-	char *p = zk_pool_alloc(NULL, MiB, PG, &z, false, &why);
+	char *p = zk_pool_alloc(NULL, MiB, PG, &z, &why);
 	if (p == NULL || (size_t)(p - zk_pool.base) < top)
 		return 3; /* must be fresh */
 	memset(p, 1, MiB);
@@ -468,7 +496,7 @@ static void *holder(void *arg)
 	(void)arg;
 	zk_pool_fail_t why;
 	bool z = false;
-	zk_pool_alloc(NULL, MiB, PG, &z, false, &why);
+	zk_pool_alloc(NULL, MiB, PG, &z, &why);
 	return NULL;
 }
 
@@ -509,7 +537,7 @@ START_TEST(no_region)
 {
 	zk_pool_fail_t why;
 	bool z = false;
-	ck_assert_ptr_null(zk_pool_alloc(NULL, PG, PG, &z, false, &why));
+	ck_assert_ptr_null(zk_pool_alloc(NULL, PG, PG, &z, &why));
 	ck_assert_int_eq(why, ZK_POOL_NONE);
 	ck_assert(!zk_pool_free(&why, PG));
 	ck_assert(!zk_pool_owns(&why));
@@ -529,6 +557,7 @@ int main(void)
 	tcase_add_test(tc, full_and_too_big);
 	tcase_add_test(tc, commit_follows_use);
 	tcase_add_test(tc, in_place_growth);
+	tcase_add_test(tc, small_blocks_keep_out_of_large_ranges);
 	tcase_add_test(tc, prefix_of_a_held_piece_is_refused);
 	tcase_add_test(tc, fork_inside_another_threads_pool_operation);
 	suite_add_tcase(s, tc);
