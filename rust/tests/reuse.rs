@@ -1,6 +1,6 @@
 //! Phase memory is reused across proofs: the first proof faults its pages in,
 //! later proofs of the same shape find them resident. Its own test binary, so
-//! the first proof runs on a slab no earlier test has touched.
+//! the first proof is the pool's first use in the process.
 
 use zkalloc::ZkAllocator;
 
@@ -20,7 +20,7 @@ fn proof(seed: u64) -> u64 {
     let mut v: Vec<u64> = Vec::with_capacity(n);
     assert!(
         zkalloc::owns(v.as_ptr()),
-        "a 64 MiB vector in a phase must be phase memory"
+        "a 64 MiB vector in a phase must be pool memory"
     );
     for i in 0..n as u64 {
         v.push(i.wrapping_mul(seed | 1));
@@ -55,7 +55,7 @@ fn phase_memory_is_reused_across_proofs() {
     }
     let st = zkalloc::stats();
     println!(
-        "faults per proof (64 MiB = {PAGES} pages): {faults:?}; resident phase bytes {}",
+        "faults per proof (64 MiB = {PAGES} pages): {faults:?}; resident pool bytes {}",
         st.resident_bytes
     );
     assert!(st.region_reserved, "the phase region was not reserved");
