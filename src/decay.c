@@ -156,44 +156,31 @@ static uint64_t free_dirty_pages(uint32_t e, uint64_t hist[AGES])
 static uint64_t peaks[RING];
 static unsigned peak_pos, peak_count;
 
-/* The median of v[0..n) (sorted in place; insertion sort, no allocation:
- * this runs under the pool's lock). */
-static uint64_t median(uint64_t *v, unsigned n)
-{
-	for (unsigned i = 1; i < n; i++) {
-		uint64_t x = v[i];
-		unsigned j = i;
-		for (; j > 0 && v[j - 1] > x; j--)
-			v[j] = v[j - 1];
-		v[j] = x;
-	}
-	return n ? v[n / 2] : 0;
-}
-
 /* The peak the free pages must still cover: the largest of the last k
- * phases, and of the 16k before them (at most RING) the largest not over
- * eight times the typical (median) peak. A proof whose threads race to a
- * higher peak now and then (measured: 16 to 98 MiB over 40 phases of the
- * same work on a loaded machine, tests/stress/stress_rotate.c) keeps its
- * pages; a spike, one phase far above the others, is let go after k
- * phases. */
+ * phases, and of the 16k before them (at most RING) the largest that came
+ * back, i.e. the second largest. A proof whose threads race to a higher
+ * peak now and then (measured: 16 to 98 MiB over 40 phases of the same
+ * work on a loaded machine, tests/stress/stress_rotate.c), or a bigger
+ * proof every few, keeps its pages; a spike, a peak no other phase came
+ * near, is let go after k phases, however high it was. */
 static uint64_t peak_to_keep(unsigned k)
 {
 	unsigned w = 16 * k < RING ? 16 * k : RING;
 	if (w > peak_count)
 		w = peak_count;
-	static uint64_t v[RING], sorted[RING];
-	uint64_t max = 0;
-	for (unsigned j = 1; j <= w; j++)
-		v[j - 1] = peaks[(peak_pos + RING - j) % RING];
-	for (unsigned j = 0; j < w && j < k; j++)
-		max = v[j] > max ? v[j] : max;
-	memcpy(sorted, v, w * sizeof(v[0]));
-	uint64_t typical = median(sorted, w);
-	for (unsigned j = k; j < w; j++)
-		if (v[j] <= 8 * typical && v[j] > max)
-			max = v[j];
-	return max;
+	uint64_t max = 0, first = 0, second = 0;
+	for (unsigned j = 1; j <= w; j++) {
+		uint64_t v = peaks[(peak_pos + RING - j) % RING];
+		if (j <= k) {
+			max = v > max ? v : max;
+		} else if (v > first) {
+			second = first;
+			first = v;
+		} else if (v > second) {
+			second = v;
+		}
+	}
+	return max > second ? max : second;
 }
 
 /* Bytes of free pages to keep resident: the peak to keep beyond what is
