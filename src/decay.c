@@ -157,30 +157,31 @@ static uint64_t peaks[RING];
 static unsigned peak_pos, peak_count;
 
 /* The peak the free pages must still cover: the largest of the last k
- * phases, and of the 16k before them (at most RING) the largest that came
- * back, i.e. the second largest. A proof whose threads race to a higher
- * peak now and then (measured: 16 to 98 MiB over 40 phases of the same
- * work on a loaded machine, tests/stress/stress_rotate.c), or a bigger
- * proof every few, keeps its pages; a spike, a peak no other phase came
- * near, is let go after k phases, however high it was. */
+ * phases, and of the 16k before them (at most RING) the largest unless it
+ * is a spike: more than twice the second largest (a level that came
+ * back). A proof whose threads race to a higher peak now and then
+ * (measured: 16 to 98 MiB over 40 phases of the same work on a loaded
+ * machine, tests/stress/stress_rotate.c), or a bigger proof every few,
+ * keeps its pages; a spike is let go after k phases, however high. */
 static uint64_t peak_to_keep(unsigned k)
 {
 	unsigned w = 16 * k < RING ? 16 * k : RING;
 	if (w > peak_count)
 		w = peak_count;
-	uint64_t max = 0, first = 0, second = 0;
+	uint64_t recent = 0, first = 0, second = 0;
 	for (unsigned j = 1; j <= w; j++) {
 		uint64_t v = peaks[(peak_pos + RING - j) % RING];
-		if (j <= k) {
-			max = v > max ? v : max;
-		} else if (v > first) {
+		if (j <= k && v > recent)
+			recent = v;
+		if (v > first) {
 			second = first;
 			first = v;
 		} else if (v > second) {
 			second = v;
 		}
 	}
-	return max > second ? max : second;
+	uint64_t older = first <= 2 * second ? first : second;
+	return recent > older ? recent : older;
 }
 
 /* Bytes of free pages to keep resident: the peak to keep beyond what is
