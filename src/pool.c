@@ -179,11 +179,12 @@ static int commit_pages(uint32_t c0, uint32_t c1)
 
 static void note_committed(void)
 {
-	atomic_store_explicit(
-	    &zk_pool.committed_bytes,
-	    bytes_of(zk_book.committed) +
-		bytes_of(zk_pool.pages - zk_book.committed_hi),
-	    memory_order_relaxed);
+	uint32_t lo = zk_book.committed, hi = zk_book.committed_hi;
+	atomic_store_explicit(&zk_pool.committed_bytes,
+			      lo >= hi ? bytes_of(zk_pool.pages)
+				       : bytes_of(lo) +
+					     bytes_of(zk_pool.pages - hi),
+			      memory_order_relaxed);
 }
 
 /* Commit the region (and its page bookkeeping) up to page end, in steps.

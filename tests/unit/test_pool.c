@@ -429,6 +429,35 @@ START_TEST(small_blocks_keep_out_of_large_ranges)
 }
 END_TEST
 
+/* The two bump pointers meet: the region (256 MiB) filled from both ends,
+ * every page once, and the commit charge never above the region. */
+START_TEST(both_ends_meet)
+{
+	size_t total = zk_pool.total;
+	char *big = get(total - 4 * MiB, PG, false);
+	size_t n = 0;
+	for (;;) {
+		zk_pool_fail_t why;
+		bool z = false;
+		char *s = zk_pool_alloc(NULL, 512 << 10, PG, &z, &why);
+		if (s == NULL) {
+			ck_assert_int_eq(why, ZK_POOL_FULL);
+			break;
+		}
+		ck_assert(s >= big + (total - 4 * MiB));
+		ck_assert(s + (512 << 10) <= zk_pool.base + total);
+		n++;
+	}
+	ck_assert_uint_eq(n, 8);
+	ck_assert_uint_eq(atomic_load(&zk_pool.committed_bytes), total);
+	put(big, total - 4 * MiB);
+	/* a small request now fits in the large requests' free range */
+	zk_pool_fail_t why;
+	bool z = false;
+	ck_assert_ptr_nonnull(zk_pool_alloc(NULL, 512 << 10, PG, &z, &why));
+}
+END_TEST
+
 /* Checked mode: a freed range is unmapped from use (PROT_NONE, pages
  * given back) and reused only after the begin after next. */
 static void setup_checked(void)
@@ -585,6 +614,7 @@ int main(void)
 	tcase_add_test(tc, commit_follows_use);
 	tcase_add_test(tc, in_place_growth);
 	tcase_add_test(tc, small_blocks_keep_out_of_large_ranges);
+	tcase_add_test(tc, both_ends_meet);
 	tcase_add_test(tc, prefix_of_a_held_piece_is_refused);
 	tcase_add_test(tc, fork_inside_another_threads_pool_operation);
 	suite_add_tcase(s, tc);
