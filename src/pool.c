@@ -352,9 +352,8 @@ void *zk_pool_alloc(void *new_addr, size_t size, size_t align, bool *zero,
 		uint32_t i = NIL;
 		if (small && !degraded)
 			i = zk_find_fit(n, a, true);
-		if (small && i == NIL &&
-		    (fail = take_fresh_small(n, a, &s)) != ZK_POOL_OK)
-			s = NIL;
+		if (small && i == NIL)
+			fail = take_fresh_small(n, a, &s);
 		if (s == NIL && i == NIL && !degraded && want == NIL)
 			i = zk_find_fit(n, a, false);
 		if (i != NIL) {

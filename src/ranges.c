@@ -331,13 +331,10 @@ bool zk_carve(uint32_t i, uint32_t s, uint32_t n, uint32_t *trail_out)
  * small blocks. */
 
 /* Where in free node x a request of n pages aligned to a goes: a large one
- * at its start, a small one at its end (the node fits) unless the node
- * ends at the bump pointer: there a small block would stop the range from
- * growing in place for a request longer than it, so it goes at the
- * start. */
+ * at its start, a small one at its end (the node fits). */
 uint32_t zk_place(const node_t *x, uint32_t n, uint32_t a)
 {
-	if (zk_is_small(n) && x->start + x->len != zk_book.top) {
+	if (zk_is_small(n)) {
 		uint64_t at = align_down((uint64_t)x->start + x->len - n, a);
 		if (at >= x->start)
 			return (uint32_t)at;
